@@ -1,0 +1,5 @@
+"""Prefect flows and the ``kpe`` command line."""
+
+from flows.environment import apply_defaults
+
+apply_defaults()

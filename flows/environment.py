@@ -1,0 +1,24 @@
+"""Environment every process of the project starts with: no telemetry, offline model hub."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+
+}
+
+
+def apply_defaults() -> None:
+    """Set the project's environment defaults (explicit user settings win)."""
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    # Analytics off and no tracking are not negotiable for this project.
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DO_NOT_TRACK"] = "1"

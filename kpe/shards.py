@@ -1,0 +1,131 @@
+"""Immutable Parquet shards: explicit Arrow schemas, deterministic names, atomic writes.
+
+Layout under the lake root::
+
+    documents/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-b<batch>.parquet
+    deletions/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-b<batch>.parquet
+
+A shard name is a function of (input file, batch number), so a batch re-run after a crash rewrites the same
+name instead of leaving a duplicate; a shard is renamed into place only once fully written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kpe.records import Deletion, Document
+
+MESH_TYPE = pa.list_(pa.struct([("name", pa.string()), ("major", pa.bool_())]))
+
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("version", pa.int32()),
+        ("title", pa.string()),
+        ("abstract", pa.string()),
+        ("language", pa.string()),
+        ("journal", pa.string()),
+        ("year", pa.int32()),
+        ("pub_date", pa.string()),
+        ("doi", pa.string()),
+        ("pmid", pa.string()),
+        ("aliases", pa.list_(pa.string())),
+        ("keywords", pa.list_(pa.string())),
+        ("mesh", MESH_TYPE),
+        ("publication_types", pa.list_(pa.string())),
+        ("content_hash", pa.string()),
+        ("input_file", pa.string()),
+        ("ingested_at", pa.timestamp("us")),
+    ]
+)
+
+DELETION_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("input_file", pa.string()),
+        ("ingested_at", pa.timestamp("us")),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """What the warehouse records about one written shard."""
+
+    path: str  # relative to the lake root, with forward slashes
+    kind: str
+    source: str
+    ingest_date: dt.date
+    batch: int
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def documents_table(docs: Sequence[Document], input_file: str, ingested_at: dt.datetime) -> pa.Table:
+    """Arrow table of cleaned documents in ``DOCUMENT_SCHEMA``."""
+    rows = []
+    for doc in docs:
+        row = asdict(doc)
+        row["input_file"] = input_file
+        row["ingested_at"] = ingested_at
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+
+
+def deletions_table(deletions: Sequence[Deletion], input_file: str, ingested_at: dt.datetime) -> pa.Table:
+    """Arrow table of deletions in ``DELETION_SCHEMA``."""
+    rows = [
+        {"source": d.source, "source_id": d.source_id, "input_file": input_file, "ingested_at": ingested_at}
+        for d in deletions
+    ]
+    return pa.Table.from_pylist(rows, schema=DELETION_SCHEMA)
+
+
+def _file_stem(input_file: str) -> str:
+    name = Path(input_file).name
+    for suffix in (".gz", ".xml", ".jsonl", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "input"
+
+
+def shard_relpath(kind: str, source: str, ingest_date: dt.date, input_file: str, batch: int) -> str:
+    """Deterministic shard path (relative to the lake root) for one batch of one input file."""
+    return f"{kind}/source={source}/ingest_date={ingest_date.isoformat()}/{_file_stem(input_file)}-b{batch:05d}.parquet"
+
+
+def write_shard(table: pa.Table, lake_dir: Path, relpath: str, *, kind: str, source: str,
+                ingest_date: dt.date, batch: int) -> ShardInfo:
+    """Write a table as one zstd Parquet shard: temporary name, fsync, then atomic rename."""
+    final = Path(lake_dir) / relpath
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        with open(tmp, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ShardInfo(path=relpath, kind=kind, source=source, ingest_date=ingest_date, batch=batch,
+                     rows=table.num_rows, bytes=final.stat().st_size, sha256=digest)
+
+
+def document_shard_files(lake_dir: Path, source: str | None = None) -> list[Path]:
+    """Every document shard in the lake (optionally of one source), oldest ingest date first."""
+    pattern = f"documents/source={source or '*'}/ingest_date=*/*.parquet"
+    return sorted(Path(lake_dir).glob(pattern), key=lambda p: (p.parent.name, p.name))

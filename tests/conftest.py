@@ -1,0 +1,47 @@
+"""Shared fixtures: the real sample data folder, an isolated warehouse and lake per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    return Path(os.environ.get("KPE_SHARED_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real sample data; in CI (``CI=true``) a missing folder is an error, elsewhere a skip."""
+    path = _shared_data_dir()
+    if not (path / "README.md").exists():
+        message = f"shared data folder not found at {path} (set KPE_SHARED_DATA_DIR)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture()
+def kpe_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+    """Point every setting at a fresh temporary lake, warehouse and cache; returns the temp root."""
+    monkeypatch.setenv("KPE_LAKE_DIR", str(tmp_path / "lake"))
+    monkeypatch.setenv("KPE_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("KPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KPE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("KPE_SHARED_DATA_DIR", str(shared_data))
+    from kpe.settings import get_settings
+
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()

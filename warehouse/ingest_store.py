@@ -1,0 +1,77 @@
+"""The DuckDB side of ``kpe.ingest``: alias resolution, merging and one transaction per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from kpe.ingest import Batch, InputUnit
+from kpe.merge import merge_document
+from kpe.records import Document
+from warehouse import documents, ingest_files
+from warehouse.db import transaction
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class DuckDBIngestStore:
+    """Implements ``kpe.ingest.IngestStore`` on one write connection (the single writer)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def begin(self, unit: InputUnit, sha256: str) -> tuple[int, str, int, int]:
+        row = ingest_files.find_file(self.con, unit.name, sha256)
+        if row is None:
+            file_id = ingest_files.start_file(self.con, unit.source, unit.name, unit.uri, sha256, unit.size(), _utcnow())
+            return file_id, "running", 0, 0
+        if row["status"] in ("running", "failed"):
+            ingest_files.resume_file(self.con, row["file_id"])
+        return row["file_id"], row["status"], row["records_done"], row["batches_done"]
+
+    def resolve_doc_ids(self, docs: Sequence[Document]) -> None:
+        known = documents.resolve_aliases(self.con, (a for d in docs for a in d.aliases))
+        for doc in docs:
+            match = known.get(doc.doc_id) or next((known[a] for a in doc.aliases if a in known), None)
+            if match:
+                doc.doc_id = match
+            for alias in doc.aliases:
+                known.setdefault(alias, doc.doc_id)
+            known.setdefault(doc.doc_id, doc.doc_id)
+
+    def commit(self, file_id: int, batch: Batch, now: dt.datetime) -> dict[str, int]:
+        counts = {"n_records": len(batch.documents) + len(batch.quarantined),
+                  "n_quarantined": len(batch.quarantined), "n_deleted": len(batch.deletions),
+                  "n_new": 0, "n_updated": 0, "n_unchanged": 0}
+        with transaction(self.con):
+            current = documents.get_documents(self.con, (d.doc_id for d in batch.documents))
+            changed: dict[str, dict[str, Any]] = {}
+            for doc in batch.documents:
+                row, change = merge_document(current.get(doc.doc_id), doc, now, file_id)
+                counts[f"n_{change}"] += 1
+                current[doc.doc_id] = row
+                if change != "unchanged":
+                    changed[doc.doc_id] = row
+            documents.write_documents(self.con, list(changed.values()))
+            documents.apply_deletions(self.con, [(d.source, d.source_id) for d in batch.deletions], file_id, now)
+            file_name = self.con.execute("SELECT name FROM ingest_files WHERE file_id = ?", [file_id]).fetchone()[0]
+            documents.add_quarantine(self.con, [
+                {"source": q.source, "file_id": file_id, "file_name": file_name,
+                 "record_id": q.record_id, "reason": q.reason, "raw_snippet": q.raw_snippet[:2000],
+                 "created_at": now}
+                for q in batch.quarantined
+            ])
+            for shard in batch.shards:
+                ingest_files.add_shard(self.con, file_id, shard, now)
+            ingest_files.record_batch(self.con, file_id, batch.items, counts)
+        return counts
+
+    def finish(self, file_id: int, status: str, error: str | None, seconds: float) -> dict[str, Any]:
+        ingest_files.finish_file(self.con, file_id, status, error, _utcnow(), seconds)
+        return ingest_files.get_file(self.con, file_id)
+
