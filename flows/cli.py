@@ -77,6 +77,138 @@ def status() -> None:
         con.close()
 
 
+@app.command()
+def nightly(
+    pubmed: PubmedOpt = None,
+    s2: S2Opt = None,
+    sample: Annotated[bool, typer.Option(
+        "--sample", help="Also ingest the real sample MEDLINE file pubmed21n1298.xml.gz (20,788 records).")] = False,
+    limit: Annotated[Optional[int], typer.Option(
+        help="Extract at most N documents in this run; the rest wait for the next run.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Documents per extraction batch (one transaction).")] = None,
+    top_n: Annotated[Optional[int], typer.Option(help="Keyphrases per document.")] = None,
+) -> None:
+    """Run the nightly job: ingest new files, extract keyphrases for new/changed documents, report."""
+    from flows.nightly import nightly as nightly_flow
+    from kpe.sample_data import sample_medline_path
+    from kpe.settings import get_settings
+
+    settings = get_settings()
+    pubmed_inputs = list(pubmed) if pubmed else list(settings.pubmed_sources)
+    if sample:
+        pubmed_inputs.append(str(sample_medline_path(settings.cache_dir, settings.shared_data_dir)))
+    config = {"top_n": top_n} if top_n else None
+    result = nightly_flow(pubmed=pubmed_inputs, s2=list(s2) if s2 else list(settings.s2_sources), limit=limit,
+                          batch_size=batch_size, config=config)
+    print_summary(result)
+
+
+def print_summary(result: dict) -> None:
+    """The few lines a person reads after a nightly run: counts, where the data is, one example query."""
+    if result["ingest"]:
+        print_rows(result["ingest"], "ingest")
+    console.print(
+        f"[bold]extracted[/bold] {result['documents']} documents, {result['keyphrases']} keyphrases written, "
+        f"{result['removed']} removed, {result['backlog']} documents waiting for the next run "
+        f"({result['seconds']:.1f} s, model {result['model_version']}, method {result['method']})"
+    )
+    console.print(f"[bold]warehouse[/bold] {result['warehouse']}   [bold]lake[/bold] {result['lake']}")
+    example = ("SELECT keyphrase, doc_freq FROM keyphrase_frequency ORDER BY doc_freq DESC, keyphrase LIMIT 5")
+    console.print(f"[bold]example[/bold]: kpe sql \"{example}\"")
+    from kpe.settings import get_settings
+    from warehouse.db import connect
+    from warehouse.rows import fetch_dicts
+
+    con = connect(get_settings().warehouse_path, read_only=True)
+    try:
+        print_rows(fetch_dicts(con, example))
+    finally:
+        con.close()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SQL query over the warehouse (read-only).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    out: Annotated[Optional[Path], typer.Option(help="Write the result to this file (required for parquet).")] = None,
+) -> None:
+    """Query the warehouse with SQL on a read-only connection (writes are refused)."""
+    import duckdb
+
+    from kpe.settings import get_settings
+    from warehouse.db import connect
+
+    if format not in ("table", "csv", "json", "parquet"):
+        raise typer.BadParameter("--format must be table, csv, json or parquet")
+    if format == "parquet" and out is None:
+        raise typer.BadParameter("--format parquet needs --out FILE.parquet")
+    con = connect(get_settings().warehouse_path, read_only=True)
+    try:
+        result = con.sql(query).to_arrow_table() if query.strip() else None
+    except duckdb.Error as exc:
+        message = str(exc)
+        if "read-only" in message.lower() or "read only" in message.lower():
+            console.print("[red]error:[/red] the warehouse is opened read-only by `kpe sql`; "
+                          "this statement would change it and was refused.")
+        else:
+            console.print(f"[red]error:[/red] {message}")
+        raise typer.Exit(1) from None
+    finally:
+        con.close()
+    if result is None:
+        raise typer.BadParameter("empty query")
+    write_result(result, format, out)
+
+
+def write_result(table, format: str, out: Path | None) -> None:  # noqa: ANN001 - a pyarrow.Table
+    """Print or save an Arrow table as a rich table, CSV, JSON lines or Parquet."""
+    import sys
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if format == "parquet":
+        pq.write_table(table, out)
+        console.print(f"wrote {table.num_rows} rows to {out}")
+        return
+    if format == "csv":
+        if out:
+            pacsv.write_csv(table, out)
+        else:
+            sink = pacsv.CSVWriter(sys.stdout.buffer, table.schema)
+            sink.write_table(table)
+            sink.close()
+        return
+    rows = table.to_pylist()
+    if format == "json":
+        text = "\n".join(json.dumps(r, default=str, ensure_ascii=False) for r in rows)
+        if out:
+            out.write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+        return
+    print_rows(rows)
+
+
+@app.command()
+def keyphrases(doc_id: Annotated[str, typer.Argument(help="Document id, e.g. pmid:33397041.")]) -> None:
+    """Show one document's current keyphrases with its title, year and source."""
+    from kpe.settings import get_settings
+    from warehouse.db import connect
+    from warehouse.extraction import document_keyphrases
+
+    con = connect(get_settings().warehouse_path, read_only=True)
+    try:
+        rows = document_keyphrases(con, doc_id)
+    finally:
+        con.close()
+    if not rows:
+        console.print(f"no current keyphrases for {doc_id} (unknown, deleted, or not extracted yet)")
+        raise typer.Exit(1)
+    console.print(f"[bold]{rows[0]['title']}[/bold] ({rows[0]['year']}, {rows[0]['source']})")
+    print_rows([{k: r[k] for k in ("rank", "keyphrase", "score", "method", "model_version")} for r in rows])
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

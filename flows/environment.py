@@ -11,7 +11,9 @@ DEFAULTS = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
-
+    # Prefect without a server starts a temporary API in a subprocess; on a busy 2-core machine it can need
+    # more than the default 20 s to answer.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 

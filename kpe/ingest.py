@@ -113,7 +113,7 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
         for chunk in _chunks(items, batch_size):
             batch_no += 1
             batch = _clean_batch(chunk, batch_no, unit, min_abstract_words)
-            _commit(batch, unit, store, file_id, lake_dir, ingest_date)
+            _commit(batch, unit, sha, store, file_id, lake_dir, ingest_date)
             seen += batch.items
             rate = (seen - items_done) / max(time.perf_counter() - started, 1e-9)
             log(f"{unit.name}: {seen:,} items committed ({rate:,.0f} items/s)")
@@ -167,18 +167,18 @@ def _clean_batch(chunk: list[SourceItem], number: int, unit: InputUnit, min_abst
     return batch
 
 
-def _commit(batch: Batch, unit: InputUnit, store: IngestStore, file_id: int, lake_dir: Path,
+def _commit(batch: Batch, unit: InputUnit, sha: str, store: IngestStore, file_id: int, lake_dir: Path,
             ingest_date: dt.date) -> None:
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     store.resolve_doc_ids(batch.documents)
     if batch.documents:
         table = documents_table(batch.documents, unit.name, now)
-        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, batch.number)
+        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, sha, batch.number)
         batch.shards.append(write_shard(table, lake_dir, rel, kind="documents", source=unit.source,
                                         ingest_date=ingest_date, batch=batch.number))
     if batch.deletions:
         table = deletions_table(batch.deletions, unit.name, now)
-        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, batch.number)
+        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, sha, batch.number)
         batch.shards.append(write_shard(table, lake_dir, rel, kind="deletions", source=unit.source,
                                         ingest_date=ingest_date, batch=batch.number))
     store.commit(file_id, batch, now)

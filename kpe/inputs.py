@@ -81,9 +81,16 @@ def s2_specs(specs: list[str], download_dir: Path, **http: object) -> list[Input
     from kpe.sources.semantic_scholar import expand_s2_inputs
 
     local: list[str] = []
+    urls: dict[str, str] = {}
     for spec in specs:
-        local.append(str(resolve_input(spec, download_dir, **http)) if _is_url(spec) else spec)
+        if _is_url(spec):
+            path = str(resolve_input(spec, download_dir, **http))
+            urls[path] = spec
+            local.append(path)
+        else:
+            local.append(spec)
     return [
-        InputSpec(source="s2", name=unit.name, uri=unit.uri, paths=[str(p) for p in unit.paths], kind=unit.kind)
+        InputSpec(source="s2", name=unit.name, uri=urls.get(str(unit.paths[0]), unit.uri) if len(unit.paths) == 1
+                  else unit.uri, paths=[str(p) for p in unit.paths], kind=unit.kind)
         for unit in expand_s2_inputs(local)
     ]

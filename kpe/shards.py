@@ -2,11 +2,12 @@
 
 Layout under the lake root::
 
-    documents/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-b<batch>.parquet
-    deletions/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-b<batch>.parquet
+    documents/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-<sha256[:12]>-b<batch>.parquet
+    deletions/source=<source>/ingest_date=<YYYY-MM-DD>/<file-stem>-<sha256[:12]>-b<batch>.parquet
 
-A shard name is a function of (input file, batch number), so a batch re-run after a crash rewrites the same
-name instead of leaving a duplicate; a shard is renamed into place only once fully written.
+A shard name is a function of (input file name, its checksum, batch number), so a batch re-run after a crash
+rewrites the same name instead of leaving a duplicate, and two different files that share a name never
+collide; a shard is renamed into place only once fully written.
 """
 
 from __future__ import annotations
@@ -102,9 +103,11 @@ def _file_stem(input_file: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "input"
 
 
-def shard_relpath(kind: str, source: str, ingest_date: dt.date, input_file: str, batch: int) -> str:
+def shard_relpath(kind: str, source: str, ingest_date: dt.date, input_file: str, input_sha256: str,
+                  batch: int) -> str:
     """Deterministic shard path (relative to the lake root) for one batch of one input file."""
-    return f"{kind}/source={source}/ingest_date={ingest_date.isoformat()}/{_file_stem(input_file)}-b{batch:05d}.parquet"
+    return (f"{kind}/source={source}/ingest_date={ingest_date.isoformat()}/"
+            f"{_file_stem(input_file)}-{input_sha256[:12]}-b{batch:05d}.parquet")
 
 
 def write_shard(table: pa.Table, lake_dir: Path, relpath: str, *, kind: str, source: str,

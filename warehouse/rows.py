@@ -8,8 +8,10 @@ import duckdb
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Rows of a query as dictionaries (through Arrow, so nested lists and structs keep their shape)."""
-    return con.sql(sql, params=params).to_arrow_table().to_pylist()
+    """Rows of a query as dictionaries (lists stay lists, structs come back as dictionaries)."""
+    cursor = con.execute(sql, params or [])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:

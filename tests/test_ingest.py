@@ -1,0 +1,210 @@
+"""Ingestion end to end on the real MEDLINE samples: counts, idempotence, deletions, crash/resume, shards."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from lxml import etree
+
+from kpe.ingest import ingest_unit
+from kpe.inputs import InputSpec, pubmed_specs, unit_from_spec
+from warehouse.db import connect
+from warehouse.ingest_store import DuckDBIngestStore
+
+from ingest_support import ingest_specs
+
+
+def medline_sample_files(shared_data: Path) -> list[Path]:
+    return sorted((shared_data / "pubmed" / "medline_samples").rglob("*.xml.gz"), key=lambda p: p.name)
+
+
+def plain_counts(files: list[Path]) -> tuple[int, int, set[str]]:
+    """PubmedArticle count, DeleteCitation PMID count and the last-seen set of live PMIDs, by plain lxml."""
+    articles, deletions, live = 0, 0, set()
+    for path in files:
+        root = etree.parse(gzip.open(path)).getroot()
+        for el in root.iter("PubmedArticle", "DeleteCitation"):
+            if el.tag == "PubmedArticle":
+                articles += 1
+                live.add(el.findtext("MedlineCitation/PMID").strip())
+            else:
+                pmids = [p.text.strip() for p in el.findall("PMID")]
+                deletions += len(pmids)
+                live.difference_update(pmids)
+    return articles, deletions, live
+
+
+def test_medline_samples_ingest_counts_and_rerun_is_a_no_op(shared_data: Path, tmp_path: Path) -> None:
+    files = medline_sample_files(shared_data)
+    articles, n_deletions, live = plain_counts(files)
+    con = connect(tmp_path / "w.duckdb")
+    specs = pubmed_specs([str(shared_data / "pubmed" / "medline_samples")], tmp_path / "dl")
+    assert [s.name for s in specs] == [f.name for f in files]
+
+    reports = ingest_specs(con, specs, tmp_path / "lake")
+    assert all(r.status == "done" for r in reports)
+    records = sum(r.records for r in reports)
+    assert records == articles == 445
+    # every record is a document (new/updated/unchanged) or a quarantine row; deletions are counted apart
+    assert records == sum(r.new + r.updated + r.unchanged + r.quarantined for r in reports)
+    assert sum(r.deleted for r in reports) == n_deletions > 0
+    assert con.execute("SELECT count(*) FROM deletions").fetchone()[0] == n_deletions
+    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert quarantined == sum(r.quarantined for r in reports)
+
+    current = {r[0] for r in con.execute("SELECT pmid FROM documents WHERE NOT deleted").fetchall()}
+    quarantined_ids = {r[0] for r in con.execute("SELECT record_id FROM quarantine").fetchall()}
+    # live PMIDs are current documents unless their latest record was quarantined
+    assert current <= live
+    assert live - current <= quarantined_ids
+    # the sampled update files delete PMIDs outside the sample: recorded, with no document to delete
+    assert con.execute("SELECT count(*) FROM deletions WHERE doc_id IS NULL").fetchone()[0] == n_deletions
+
+    before = con.execute("SELECT count(*), sum(hash(content_hash)), max(updated_at) FROM documents").fetchone()
+    shards_before = con.execute("SELECT count(*) FROM shards").fetchone()[0]
+    again = ingest_specs(con, specs, tmp_path / "lake")
+    assert {r.status for r in again} == {"skipped"}
+    assert con.execute("SELECT count(*), sum(hash(content_hash)), max(updated_at) FROM documents").fetchone() == before
+    assert con.execute("SELECT count(*) FROM shards").fetchone()[0] == shards_before
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == quarantined
+
+
+def test_shards_are_recorded_with_checksums_and_replay_the_documents(shared_data: Path, tmp_path: Path) -> None:
+    con = connect(tmp_path / "w.duckdb")
+    lake = tmp_path / "lake"
+    ingest_specs(con, pubmed_specs([str(shared_data / "pubmed" / "medline_samples")], tmp_path / "dl"), lake)
+    rows = con.execute("SELECT path, rows, bytes, sha256, kind FROM shards").fetchall()
+    assert rows and {r[4] for r in rows} == {"documents", "deletions"}
+    for path, n, size, sha, _kind in rows:
+        file = lake / path
+        assert file.stat().st_size == size
+        assert hashlib.sha256(file.read_bytes()).hexdigest() == sha
+        assert pq.ParquetFile(file).metadata.num_rows == n
+        assert pq.ParquetFile(file).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert not list(lake.rglob("*.tmp"))
+    # replay: the latest shard row per doc_id minus deleted ids gives the current documents
+    replay = con.execute(
+        f"""WITH docs AS (SELECT doc_id, content_hash, row_number() OVER (PARTITION BY doc_id
+                ORDER BY ingested_at DESC, filename DESC, file_row_number DESC) AS rn
+              FROM read_parquet('{lake}/documents/**/*.parquet', filename=true, file_row_number=true,
+                                hive_partitioning=false))
+            SELECT doc_id, content_hash FROM docs WHERE rn = 1
+              AND doc_id NOT IN (SELECT doc_id FROM documents WHERE deleted) ORDER BY doc_id""").fetchall()
+    assert replay == con.execute("SELECT doc_id, content_hash FROM documents WHERE NOT deleted ORDER BY doc_id").fetchall()
+
+
+def test_crash_mid_file_resumes_without_duplicates_or_gaps(shared_data: Path, tmp_path: Path) -> None:
+    path = shared_data / "pubmed" / "full_files" / "pubmed20n0014.xml.gz"
+    spec = InputSpec(source="pubmed", name=path.name, uri=str(path), paths=[str(path)])
+    limit = 1200  # first 1,200 records keep the test fast
+
+    def unit(fail_at: int | None):
+        u = unit_from_spec(spec)
+        read = u.read
+
+        def reader():
+            for i, item in enumerate(itertools.islice(read(), limit)):
+                if fail_at is not None and i == fail_at:
+                    raise RuntimeError("simulated crash")
+                yield item
+        u.read = reader
+        return u
+
+    reference = connect(tmp_path / "ref.duckdb")
+    ingest_unit(unit(None), DuckDBIngestStore(reference), lake_dir=tmp_path / "ref", batch_size=500,
+                min_abstract_words=5, log=lambda _m: None)
+
+    con = connect(tmp_path / "w.duckdb")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ingest_unit(unit(700), DuckDBIngestStore(con), lake_dir=tmp_path / "lake", batch_size=500,
+                    min_abstract_words=5, log=lambda _m: None)
+    row = con.execute("SELECT status, records_done, batches_done FROM ingest_files").fetchone()
+    assert row == ("failed", 500, 1)  # the half-read second batch left nothing behind
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] + \
+        con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 500
+
+    report = ingest_unit(unit(None), DuckDBIngestStore(con), lake_dir=tmp_path / "lake", batch_size=500,
+                         min_abstract_words=5, log=lambda _m: None)
+    assert report.status == "done" and report.records == limit
+    query = "SELECT doc_id, content_hash FROM documents ORDER BY doc_id"
+    assert con.execute(query).fetchall() == reference.execute(query).fetchall()
+    q2 = "SELECT record_id, reason FROM quarantine ORDER BY record_id"
+    assert con.execute(q2).fetchall() == reference.execute(q2).fetchall()
+    assert con.execute("SELECT count(*) FROM shards").fetchone()[0] == 3
+
+
+def test_delete_citation_deletes_ingested_documents(shared_data: Path, tmp_path: Path) -> None:
+    con = connect(tmp_path / "w.duckdb")
+    baseline = medline_sample_files(shared_data)[0]
+    ingest_specs(con, pubmed_specs([str(baseline)], tmp_path), tmp_path / "lake")
+    victims = [r[0] for r in con.execute("SELECT pmid FROM documents ORDER BY pmid LIMIT 3").fetchall()]
+    update = tmp_path / "pubmed99n9999.xml"
+    update.write_text("<PubmedArticleSet><DeleteCitation>" + "".join(f"<PMID Version=\"1\">{p}</PMID>" for p in victims)
+                      + "</DeleteCitation></PubmedArticleSet>", encoding="utf-8")
+    report = ingest_specs(con, pubmed_specs([str(update)], tmp_path), tmp_path / "lake")[0]
+    assert report.deleted == 3 and report.records == 0
+    rows = con.execute("SELECT pmid, deleted, deleted_at IS NOT NULL FROM documents WHERE pmid IN (SELECT unnest(?))",
+                       [victims]).fetchall()
+    assert sorted(rows) == [(p, True, True) for p in sorted(victims)]
+    assert con.execute("SELECT count(*) FROM deletions WHERE doc_id IS NOT NULL").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM shards WHERE kind = 'deletions'").fetchone()[0] == 1
+
+
+def test_revised_record_replaces_earlier_version_and_changes_content_hash(shared_data: Path, tmp_path: Path) -> None:
+    original = shared_data / "pubmed" / "single_records" / "pubmed-29768149.xml"
+    text = original.read_text(encoding="utf-8")
+    revised = tmp_path / "pubmed99n9999.xml"
+    revised.write_text(text.replace("<AbstractText", "<AbstractText>Revised opening sentence.</AbstractText><AbstractText", 1),
+                       encoding="utf-8")
+    con = connect(tmp_path / "w.duckdb")
+    ingest_specs(con, pubmed_specs([str(original)], tmp_path), tmp_path / "lake")
+    first = con.execute("SELECT doc_id, content_hash, first_seen FROM documents").fetchall()
+    report = ingest_specs(con, pubmed_specs([str(revised)], tmp_path), tmp_path / "lake")[0]
+    assert report.updated == 1 and report.new == 0
+    second = con.execute("SELECT doc_id, content_hash, first_seen, abstract FROM documents").fetchall()
+    assert len(second) == 1 and second[0][0] == first[0][0] and second[0][2] == first[0][2]
+    assert second[0][1] != first[0][1] and "Revised opening sentence." in second[0][3]
+
+
+def test_bad_inputs_give_partial_files_and_quarantine_rows_and_keep_stored_data(shared_data: Path,
+                                                                                tmp_path: Path) -> None:
+    good = medline_sample_files(shared_data)[0]
+    raw = gzip.decompress(good.read_bytes())
+    cut = raw.index(b"</PubmedArticle>", len(raw) // 2) + len(b"</PubmedArticle>")
+    n_before_cut = raw[:cut].count(b"<PubmedArticle>")
+
+    truncated = tmp_path / "pubmed90n0001.xml.gz"
+    truncated.write_bytes(gzip.compress(raw)[: len(gzip.compress(raw)) * 2 // 3])
+    malformed = tmp_path / "pubmed90n0002.xml"
+    malformed.write_bytes(raw[:cut] + b"<PubmedArticle><broken></PubmedArticle>" + raw[cut:])
+    no_text = tmp_path / "pubmed90n0003.xml"
+    article = raw[raw.index(b"<PubmedArticle>"): raw.index(b"</PubmedArticle>") + len(b"</PubmedArticle>")]
+    stripped = etree.fromstring(article)
+    for tag in ("ArticleTitle", "Abstract"):
+        for el in stripped.iter(tag):
+            el.getparent().remove(el)
+    no_text.write_bytes(b"<PubmedArticleSet>" + etree.tostring(stripped) + b"</PubmedArticleSet>")
+
+    con = connect(tmp_path / "w.duckdb")
+    lake = tmp_path / "lake"
+    ingest_specs(con, pubmed_specs([str(good)], tmp_path), lake)
+    stored = con.execute("SELECT doc_id, content_hash FROM documents ORDER BY doc_id").fetchall()
+
+    reports = {r.name: r for r in ingest_specs(con, pubmed_specs([str(truncated), str(malformed), str(no_text)],
+                                                                 tmp_path), lake)}
+    assert reports[truncated.name].status == "partial" and reports[truncated.name].error
+    assert reports[malformed.name].status == "partial"
+    assert reports[malformed.name].records == n_before_cut  # every record before the bad one kept
+    assert "line" in reports[malformed.name].error.lower()
+    assert reports[no_text.name].quarantined == 1
+    reason = con.execute("SELECT reason FROM quarantine WHERE file_name = ?", [no_text.name]).fetchone()[0]
+    assert "no title and no abstract" in reason
+    after = dict(con.execute("SELECT doc_id, content_hash FROM documents").fetchall())
+    assert all(after[doc_id] == h for doc_id, h in stored)  # nothing already stored is lost
+    statuses = dict(con.execute("SELECT name, status FROM ingest_files").fetchall())
+    assert statuses[malformed.name] == "partial"
