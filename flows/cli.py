@@ -209,6 +209,20 @@ def keyphrases(doc_id: Annotated[str, typer.Argument(help="Document id, e.g. pmi
     print_rows([{k: r[k] for k in ("rank", "keyphrase", "score", "method", "model_version")} for r in rows])
 
 
+def _register_area_commands() -> None:
+    """Commands that live beside their flows: evaluation, training and the model registry."""
+    from flows.cli_evaluate import evaluate_command, export_silver_command
+    from flows.cli_models import models_app, train_command
+
+    app.command("evaluate")(evaluate_command)
+    app.command("export-silver")(export_silver_command)
+    app.command("train")(train_command)
+    app.add_typer(models_app, name="models")
+
+
+_register_area_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

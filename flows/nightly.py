@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.ingest import ingest
+from flows.runners import extraction_task_runner
 from kpe.extract.config import ExtractionConfig
 from kpe.registry import current_extraction_model
 from kpe.settings import get_settings
@@ -25,21 +26,22 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, task_runner=extraction_task_runner())
 def nightly(
     pubmed: list[str] | None = None,
     s2: list[str] | None = None,
     limit: int | None = None,
     batch_size: int | None = None,
     config: dict[str, Any] | None = None,
-    parallelism: int = 1,
+    parallelism: int | None = None,
 ) -> dict[str, Any]:
     """Ingest, then extract keyphrases for every document that is new, changed, or was extracted with another
     model version or config; keyphrases of deleted documents are removed. Each batch commits with its
     progress, so a killed run resumes where it stopped.
 
     ``limit`` caps the documents extracted by this run (the rest wait for the next run); ``parallelism`` is how
-    many batches are in flight on the task runner (raise it with a Dask/Ray task runner).
+    many batches are in flight on the task runner (default ``KPE_EXTRACT_PARALLELISM``; raise it with
+    ``KPE_TASK_RUNNER=dask``).
     """
     settings = get_settings()
     logger = get_run_logger()
@@ -79,7 +81,7 @@ def nightly(
 
         t = time.perf_counter()
         written = _extract_all(con, run_id, pending, model, cfg, batch_size or settings.extract_batch_size,
-                               max(1, parallelism), logger)
+                               parallelism or _default_parallelism(settings), logger)
         stages["extract"] = time.perf_counter() - t
 
         total = time.perf_counter() - started
@@ -100,6 +102,12 @@ def nightly(
     create_markdown_artifact(key="nightly-report", markdown=report_markdown(summary),
                              description=f"Nightly run {run_id}")
     return summary
+
+
+def _default_parallelism(settings) -> int:  # noqa: ANN001
+    if settings.task_runner == "dask" and settings.extract_parallelism == 1:
+        return 2 * settings.dask_workers
+    return settings.extract_parallelism
 
 
 def _extract_all(con, run_id, pending, model, cfg, batch_size, parallelism, logger) -> int:  # noqa: ANN001

@@ -57,7 +57,7 @@ def pubmed_specs(specs: list[str], download_dir: Path, **http: object) -> list[I
         if _is_url(spec):
             paths.append((spec, resolve_input(spec, download_dir, **http)))
         else:
-            paths.extend((str(p), p) for p in expand_local([spec], MEDLINE_PATTERNS))
+            paths.extend((str(p.resolve()), p) for p in expand_local([spec], MEDLINE_PATTERNS))
     unique = {p.resolve(): uri for uri, p in paths}
     ordered = sorted(unique.items(), key=lambda item: (item[0].name, str(item[0])))
     return [InputSpec(source="pubmed", name=path.name, uri=uri, paths=[str(path)]) for path, uri in ordered]

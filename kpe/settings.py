@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     encoder: str = Field("", description="Encoder for extraction when no model is promoted (empty: packaged MiniLM)")
     extract_batch_size: int = Field(256, ge=1, description="Documents per extraction batch (one transaction)")
 
+    # Scale-out: where extraction batches run. "threads" (default, in the flow's process) or "dask"
+    # (prefect-dask DaskTaskRunner: a local cluster, or the scheduler at dask_address). Writes to DuckDB always
+    # stay in the flow's process: one writer.
+    task_runner: str = Field("threads", pattern="^(threads|dask)$")
+    dask_address: str = Field("", description="tcp://host:8786 of an existing Dask scheduler (empty: local cluster)")
+    dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given")
+    extract_parallelism: int = Field(1, ge=1, description="Extraction batches in flight at once")
+
     @classmethod
     def settings_customise_sources(
         cls,

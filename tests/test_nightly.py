@@ -1,0 +1,129 @@
+"""The nightly job on real MEDLINE samples: extraction, no-op rerun, deletions, changes, kill and resume."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYPHRASE_ROWS = "SELECT doc_id, rank, keyphrase, normalized, score FROM keyphrases ORDER BY doc_id, rank"
+
+
+def kpe_cli(args: list[str], env_root: Path, shared_data: Path, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, KPE_WAREHOUSE_PATH=str(env_root / "w.duckdb"), KPE_LAKE_DIR=str(env_root / "lake"),
+               KPE_CACHE_DIR=str(env_root / "cache"), KPE_MODELS_DIR=str(env_root / "models"),
+               KPE_SHARED_DATA_DIR=str(shared_data), PREFECT_HOME=str(env_root / "prefect"), PYTHONUNBUFFERED="1",
+               COLUMNS="200")
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def samples(shared_data: Path) -> Path:
+    return shared_data / "pubmed" / "medline_samples"
+
+
+def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(samples: Path, shared_data: Path,
+                                                                                tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    out = finish(kpe_cli(["nightly", "--pubmed", str(samples)], tmp_path, shared_data))
+    assert "keyphrases written" in out and "kpe sql" in out
+    docs = rows(db, "SELECT count(*) FROM documents WHERE NOT deleted AND (title IS NOT NULL OR abstract IS NOT NULL)")[0][0]
+    extracted, n_phrases = rows(db, "SELECT count(DISTINCT doc_id), count(*) FROM keyphrases")[0]
+    assert rows(db, "SELECT count(*) FROM extraction_state")[0][0] == docs > 300
+    assert extracted >= docs - 5 and n_phrases >= 5 * extracted
+    (run_id, model, config_hash, status, n_docs), = rows(
+        db, "SELECT run_id, model_version, config_hash, status, n_docs FROM extraction_runs")
+    assert status == "completed" and n_docs == docs
+    assert rows(db, "SELECT count(*) FROM keyphrases WHERE run_id <> ? OR model_version <> ? OR config_hash <> ?",
+                [run_id, model, config_hash])[0][0] == 0
+    before = rows(db, KEYPHRASE_ROWS)
+
+    # a second run with nothing new extracts nothing and says so
+    out = finish(kpe_cli(["nightly", "--pubmed", str(samples)], tmp_path, shared_data))
+    assert "extracted 0 documents" in out
+    assert rows(db, KEYPHRASE_ROWS) == before
+    assert rows(db, "SELECT n_docs, status FROM extraction_runs ORDER BY started_at DESC LIMIT 1")[0] == (0, "completed")
+
+    # an update file deletes two documents and revises the abstract of a third
+    victims = [r[0] for r in rows(db, "SELECT DISTINCT d.pmid FROM keyphrases k JOIN documents d USING (doc_id) "
+                                      "ORDER BY d.pmid LIMIT 3")]
+    changed = victims.pop()
+    article = None
+    for path in sorted(samples.rglob("*.xml.gz")):
+        for el in etree.parse(gzip.open(path)).getroot().iter("PubmedArticle"):
+            if el.findtext("MedlineCitation/PMID").strip() == changed:
+                article = el
+    abstract = article.find(".//Abstract/AbstractText")
+    abstract.text = "Intracranial aneurysm rupture risk was assessed with computational fluid dynamics. " + (abstract.text or "")
+    update = tmp_path / "pubmed99n9999.xml"
+    update.write_bytes(b"<PubmedArticleSet>" + etree.tostring(article) + b"<DeleteCitation>"
+                       + b"".join(f'<PMID Version="1">{p}</PMID>'.encode() for p in victims)
+                       + b"</DeleteCitation></PubmedArticleSet>")
+    old_changed = rows(db, "SELECT keyphrase FROM keyphrases WHERE doc_id = ?", [f"pmid:{changed}"])
+    finish(kpe_cli(["nightly", "--pubmed", str(samples), "--pubmed", str(update)], tmp_path, shared_data))
+    for pmid in victims:
+        assert rows(db, "SELECT count(*) FROM keyphrases WHERE doc_id = ?", [f"pmid:{pmid}"])[0][0] == 0
+        assert rows(db, "SELECT count(*) FROM keyphrases_history WHERE doc_id = ? AND reason = 'deleted'",
+                    [f"pmid:{pmid}"])[0][0] > 0
+    new_changed = rows(db, "SELECT keyphrase, run_id FROM keyphrases WHERE doc_id = ?", [f"pmid:{changed}"])
+    last_run = rows(db, "SELECT run_id, n_docs FROM extraction_runs ORDER BY started_at DESC LIMIT 1")[0]
+    assert last_run[1] == 1 and {r[1] for r in new_changed} == {last_run[0]}
+    assert [r[0] for r in new_changed] != [r[0] for r in old_changed]
+    assert any("aneurysm" in r[0].lower() or "fluid dynamics" in r[0].lower() for r in new_changed)
+    assert rows(db, "SELECT count(*) FROM keyphrases_history WHERE doc_id = ? AND reason = 'changed'",
+                [f"pmid:{changed}"])[0][0] == len(old_changed)
+
+
+def test_killed_run_resumes_to_exactly_the_rows_of_an_uninterrupted_run(samples: Path, shared_data: Path,
+                                                                         tmp_path: Path) -> None:
+    files = [str(p) for p in sorted(samples.rglob("*.xml.gz"))[:6]]
+    args = ["nightly", *[a for f in files for a in ("--pubmed", f)], "--batch-size", "16"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    ref_proc = kpe_cli(args, reference, shared_data)
+
+    proc = kpe_cli(args, killed, shared_data)
+    seen = []
+    deadline = time.monotonic() + 600
+    for line in proc.stdout:  # kill -9 right after the second batch committed
+        seen.append(line)
+        if "extracted 32/" in line:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline, "".join(seen[-50:])
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    finish(ref_proc)
+    partial = rows(killed / "w.duckdb", "SELECT count(DISTINCT doc_id) FROM keyphrases")[0][0]
+    assert partial == 32
+    assert rows(killed / "w.duckdb", "SELECT status FROM extraction_runs")[0][0] == "running"
+
+    finish(kpe_cli(args, killed, shared_data))
+    got, want = rows(killed / "w.duckdb", KEYPHRASE_ROWS), rows(reference / "w.duckdb", KEYPHRASE_ROWS)
+    assert [r[:4] for r in got] == [r[:4] for r in want]
+    assert all(abs(a[4] - b[4]) < 1e-4 for a, b in zip(got, want, strict=True))
+    statuses = [r[0] for r in rows(killed / "w.duckdb", "SELECT status FROM extraction_runs ORDER BY started_at")]
+    assert statuses == ["interrupted", "completed"]
