@@ -1,0 +1,235 @@
+"""`kpe models ...` (list, promote, rollback) and `kpe train`.
+
+The lead wires these into the main CLI::
+
+    app.add_typer(models_app, name="models")
+    app.command("train")(train_command)
+
+The warehouse is ``kpe.settings.get_settings().warehouse_path``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from flows.environment import apply_defaults
+from kpe.registry import current_extraction_model, default_extraction_model
+from kpe.settings import get_settings
+from warehouse.db import connect
+from warehouse.models import (
+    ModelRecord,
+    RegistryError,
+    get_model,
+    list_models,
+    production_model,
+    promote,
+    rollback,
+)
+
+apply_defaults()
+
+models_app = typer.Typer(
+    help="Trained model versions: list them, promote one to production, roll production back.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def _delta(value: Any) -> str:
+    return f"{value:+.3f}" if isinstance(value, int | float) else "-"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d") if value is not None else "-"
+
+
+def models_table(records: list[ModelRecord], title: str = "Models") -> Table:
+    """A rich table of registry rows: the gate's headline numbers (mean macro F1@5 over the gate sets and the
+    difference to the production model it was compared with). The version name holds the kind and the creation
+    time (UTC); everything else is in ``--json``."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("method", no_wrap=True)
+    table.add_column("F1@5", justify="right", no_wrap=True)
+    table.add_column("vs prod", justify="right", no_wrap=True)
+    table.add_column("promoted", no_wrap=True)
+    styles = {"production": "bold green", "rejected": "red", "retired": "dim"}
+    for record in records:
+        decision = record.decision or {}
+        status = f"[{styles[record.status]}]{record.status}[/]" if record.status in styles else record.status
+        table.add_row(
+            record.version,
+            status,
+            record.method,
+            _number(decision.get("primary_candidate")),
+            _delta(decision.get("delta")),
+            _when(record.promoted_at),
+        )
+    return table
+
+
+def _open(read_only: bool):
+    path = get_settings().warehouse_path
+    try:
+        return connect(path, read_only=read_only)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # duckdb lock held by a running flow, a damaged file...
+        _fail(f"cannot open the warehouse {path}: {exc}")
+
+
+@models_app.command("list")
+def list_command(
+    status: str | None = typer.Option(
+        None, "--status", "-s", help="Only models with this status: candidate, production, rejected or retired."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print every field of every model (metrics, decision, events) as JSON instead."
+    ),
+) -> None:
+    """List registered models, newest first, and say which model nightly extraction uses."""
+    if not get_settings().warehouse_path.exists():
+        console.print("no models registered yet (no warehouse); nightly extraction would use "
+                      f"[bold]{default_extraction_model().version}[/]")
+        return
+    con = _open(read_only=True)
+    try:
+        try:
+            records = list_models(con, status=status)
+        except RegistryError as exc:
+            _fail(str(exc))
+        try:
+            current = current_extraction_model(con)
+            uses = f"nightly extraction uses [bold]{current.version}[/] (method {current.method})"
+        except FileNotFoundError as exc:
+            uses = f"[red]warning:[/red] {exc}"
+    finally:
+        con.close()
+    if json_output:
+        print(json.dumps([asdict(r) for r in records], indent=2, default=str))
+        return
+    if records:
+        console.print(models_table(records))
+    else:
+        console.print("no models registered yet (train one with `kpe train`)")
+    console.print(uses)
+
+
+@models_app.command("promote")
+def promote_command(
+    version: str = typer.Argument(..., help="The model version to make production (see `kpe models list`)."),
+    force: bool = typer.Option(False, "--force", help="Promote even a model the gate rejected."),
+    reason: str = typer.Option("manual promotion", "--reason", help="Why; stored with the model's decision."),
+) -> None:
+    """Make VERSION the production model; the current one is retired. The next nightly re-extracts with it."""
+    con = _open(read_only=False)
+    try:
+        record = get_model(con, version)
+        if record is None:
+            _fail(f"no model version {version!r} in the registry (see `kpe models list`)")
+        if record.path and not Path(record.path).exists():
+            _fail(f"the files of {version} are missing ({record.path}); not promoting it")
+        try:
+            promoted = promote(con, version, reason=reason, allow_rejected=force)
+        except RegistryError as exc:
+            _fail(str(exc))
+    finally:
+        con.close()
+    console.print(f"[green]{promoted.version}[/] is now the production model (method {promoted.method})")
+
+
+@models_app.command("rollback")
+def rollback_command(
+    reason: str = typer.Option("manual rollback", "--reason", help="Why; stored with the rolled-back model."),
+) -> None:
+    """Mark the production model rejected and restore the previously promoted one (or the packaged default)."""
+    con = _open(read_only=False)
+    try:
+        before = production_model(con)
+        try:
+            restored = rollback(con, reason=reason)
+        except RegistryError as exc:
+            _fail(str(exc))
+    finally:
+        con.close()
+    what = restored.version if restored is not None else f"the default encoder ({default_extraction_model().version})"
+    console.print(f"rolled back {before.version} (now rejected); nightly extraction now uses {what}")
+
+
+def train_command(
+    kind: str = typer.Option("tagger", "--kind", help="What to fine-tune: tagger (BIO token tagger) or joint (span ranker)."),
+    method: str | None = typer.Option(
+        None, "--method",
+        help="Extraction method production would run with the model: tagger, hybrid or keybert-ft for a tagger; "
+             "joint or keybert-ft for a joint model (default: the same as --kind).",
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Encoder to start from: a local model directory (default: packaged all-MiniLM-L6-v2)."
+    ),
+    train_data: list[str] | None = typer.Option(
+        None, "--train-data",
+        help="Training source, repeatable: inspec, semeval2017, kp20k_small, a JSONL path, or pubmed (silver author "
+             "keywords of ingested documents). Default: inspec + semeval2017 (+ pubmed when documents were ingested).",
+    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop fine-tuning after this many steps (replaces --epochs)."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning epochs when --max-steps is not given."),
+    mlm_steps: int = typer.Option(0, "--mlm-steps", min=0, help="Masked-LM steps on the corpus before fine-tuning (0: none)."),
+    train_limit: int | None = typer.Option(None, "--train-limit", min=1, help="At most this many documents per training source."),
+    gate_limit: int = typer.Option(
+        200, "--gate-limit", min=0, help="Documents per gate set when comparing candidate and production (0: all)."
+    ),
+    margin: float = typer.Option(0.005, "--margin", min=0.0, help="Mean macro F1@5 gain over production needed to promote."),
+    tolerance: float = typer.Option(0.01, "--tolerance", min=0.0, help="Largest macro F1@5 loss allowed on any one gate set."),
+    auto_promote: bool = typer.Option(
+        True, "--promote/--no-promote", help="Promote when the gate says yes (--no-promote: only record the decision)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Training batch size."),
+    learning_rate: float = typer.Option(5e-5, "--learning-rate", min=0.0, help="Encoder learning rate."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (data order, initialisation)."),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep the training checkpoints (needed only to resume; large)."
+    ),
+) -> None:
+    """Train a candidate model, compare it with production on the gate sets, promote or reject it."""
+    from flows.train import train
+
+    try:
+        result = train(
+            kind=kind, method=method, base_model=base_model, train_data=train_data or None, max_steps=max_steps,
+            epochs=epochs, mlm_steps=mlm_steps, train_limit=train_limit, gate_limit=gate_limit or None,
+            margin=margin, tolerance=tolerance, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
+            learning_rate=learning_rate, keep_checkpoints=keep_checkpoints,
+        )
+    except ValueError as exc:  # bad kind/method pair, unknown training source, no data
+        _fail(str(exc))
+    decision = result["decision"]
+    table = Table(title=f"gate: {result['version']}")
+    for name in ("set", "docs", "candidate F1@5", "production F1@5", "delta"):
+        table.add_column(name)
+    for name, cmp in decision["per_set"].items():
+        table.add_row(name, str(decision["sets"][name]), _number(cmp["candidate"]), _number(cmp["production"]),
+                      _delta(cmp["delta"]))
+    table.add_row("mean", "", _number(decision["primary_candidate"]), _number(decision["primary_production"]),
+                  _delta(decision["delta"]))
+    console.print(table)
+    colour = "green" if result["status"] == "production" else "yellow"
+    console.print(f"[{colour}]{result['version']}: {result['status']}[/] against {decision['production_version']}")
+    console.print(decision["reason"])

@@ -1,0 +1,135 @@
+"""The train flow: data -> optional MLM -> fine-tune -> gate against production -> promote or reject.
+
+    from flows.train import train
+    train(kind="tagger", method="tagger", max_steps=200, gate_limit=100)
+
+The candidate and the current production model (the packaged MiniLM with the ``kpe`` method while none is
+promoted) are evaluated with the evaluation harness on the same gate sets: Inspec dev, SemEval-2017 dev and,
+when the warehouse holds documents, the PubMed silver dev split. ``kpe.evaluate.gate.decide`` says whether
+the candidate is promoted; every number and the reason are stored on the model's row in ``models`` and
+published as a markdown artifact. A promotion changes the model version nightly extraction uses, so the next
+nightly re-extracts with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.environment import apply_defaults
+
+apply_defaults()
+
+from prefect import flow, get_run_logger  # noqa: E402 - after the environment defaults
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+
+from kpe.evaluate.gate import DEFAULT_MARGIN, DEFAULT_TOLERANCE  # noqa: E402
+from kpe.registry import ExtractionModel, model_dir, new_version  # noqa: E402
+from tasks.train import (  # noqa: E402
+    base_model_name,
+    build_training_data_task,
+    check_kind_and_method,
+    decide_and_record_task,
+    decision_markdown,
+    evaluate_task,
+    load_gate_sets_task,
+    production_model_task,
+    register_candidate_task,
+    reject_after_failure,
+    train_config,
+    train_model_task,
+)
+
+
+@flow(name="train", log_prints=True)
+def train(
+    kind: str = "tagger",
+    method: str | None = None,
+    base_model: str | None = None,
+    train_data: list[str] | None = None,
+    max_steps: int | None = None,
+    epochs: int = 3,
+    mlm_steps: int = 0,
+    train_limit: int | None = None,
+    gate_limit: int | None = 200,
+    margin: float = DEFAULT_MARGIN,
+    tolerance: float = DEFAULT_TOLERANCE,
+    auto_promote: bool = True,
+    seed: int = 42,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    keep_checkpoints: bool = False,
+    train_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a candidate and let the gate decide.
+
+    kind: ``tagger`` or ``joint``; method: what production extraction would run with the model (``tagger``,
+    ``hybrid``, ``keybert-ft`` for a tagger; ``joint``, ``keybert-ft`` for a joint model; default: the kind).
+    base_model: local encoder dir (default: packaged all-MiniLM-L6-v2). train_data: benchmark names, JSONL
+    paths or ``pubmed`` (default: Inspec + SemEval-2017 train, plus PubMed silver when the lake has
+    documents). max_steps replaces epochs when given; mlm_steps > 0 first adapts the encoder with masked-LM
+    on the corpus. train_limit: documents per training source; gate_limit: documents per gate set (None:
+    all). margin / tolerance: see ``kpe.evaluate.gate.decide``. auto_promote=False records the decision
+    without promoting. train_options: any other ``kpe.train.TrainConfig`` field (``max_length``,
+    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision", "model_path", "training"}``.
+    """
+    logger = get_run_logger()
+    method = check_kind_and_method(kind, method)
+    version = new_version(kind)
+    run_dir = model_dir(version)
+    base_name = base_model_name(base_model)
+    logger.info("candidate %s: kind %s, method %s, base %s, run dir %s", version, kind, method, base_name, run_dir)
+
+    # 1. data
+    data = build_training_data_task(train_data, train_limit)
+
+    # 2. optional domain-adaptive masked-LM pretraining of the encoder
+    base = base_model
+    mlm_summary = None
+    if mlm_steps > 0:
+        mlm_config = train_config("mlm", run_dir / "mlm", data, base=base_model, max_steps=mlm_steps, epochs=1,
+                                  train_limit=train_limit, seed=seed, **{"batch_size": batch_size, **(train_options or {})})
+        mlm = train_model_task(mlm_config, keep_checkpoints)
+        base = str(mlm.model_dir)
+        mlm_summary = {"steps": mlm.steps, "seconds": mlm.seconds, "metrics": mlm.metrics, "model_dir": base}
+
+    # 3. fine-tune
+    config = train_config(kind, run_dir, data, base=base, max_steps=max_steps, epochs=epochs,
+                          train_limit=train_limit, seed=seed,
+                          **{"batch_size": batch_size, "learning_rate": learning_rate, **(train_options or {})})
+    result = train_model_task(config, keep_checkpoints)
+    settings = {
+        "train_config": config.model_dump(mode="json"),
+        "flow": {"kind": kind, "method": method, "base_model": base_model, "train_data": train_data,
+                 "max_steps": max_steps, "epochs": epochs, "mlm_steps": mlm_steps, "train_limit": train_limit,
+                 "gate_limit": gate_limit, "margin": margin, "tolerance": tolerance, "auto_promote": auto_promote,
+                 "seed": seed, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "train_options": train_options},
+        "mlm": mlm_summary,
+    }
+    register_candidate_task(version, result, method, base_name, settings)
+    training = {"steps": result.steps, "seconds": round(result.seconds, 1), "docs": data["docs"],
+                "validation": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}}
+
+    # 4. evaluate candidate and production on the same gate sets, 5. decide and record
+    candidate_model = ExtractionModel(version=version, method=method, model_path=str(result.model_dir.resolve()))
+    try:
+        production_model = production_model_task()
+        sets = load_gate_sets_task(gate_limit)
+        candidate = evaluate_task("candidate", candidate_model, sets)
+        production = evaluate_task("production", production_model, sets)
+        run_id = str(flow_run.id) if flow_run.id else None
+        outcome = decide_and_record_task(version, candidate, production, production_model, margin, tolerance,
+                                         auto_promote, extra={"training": training}, flow_run_id=run_id)
+    except Exception as exc:
+        logger.error("gate failed for %s: %s; the candidate is rejected", version, exc)
+        reject_after_failure(version, exc)
+        raise
+
+    create_markdown_artifact(
+        key="train-gate-decision",
+        markdown=decision_markdown(outcome, candidate, production),
+        description=f"{version}: {outcome['status']}",
+    )
+    logger.info("%s -> %s: %s", version, outcome["status"], outcome["decision"]["reason"])
+    return {**outcome, "model_path": candidate_model.model_path, "training": training}

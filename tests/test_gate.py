@@ -1,0 +1,274 @@
+"""The promotion gate: the pure decision rule, then the rule on real harness numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from kpe.evaluate.gate import decide, primary_metric
+
+
+def _m(value: float) -> dict:
+    """Metrics shaped like the evaluation harness returns them."""
+    return {"macro": {"present": {"f1@5": value, "f1@10": value / 2}}, "n_docs": 30}
+
+
+def test_better_candidate_is_promoted() -> None:
+    decision = decide(
+        {"inspec": _m(0.30), "semeval": _m(0.25)}, {"inspec": _m(0.28), "semeval": _m(0.24)},
+        margin=0.005, tolerance=0.01,
+    )
+    assert decision.promote
+    assert decision.primary_candidate == pytest.approx(0.275)
+    assert decision.primary_production == pytest.approx(0.26)
+    assert decision.delta == pytest.approx(0.015)
+    assert decision.per_set["inspec"].delta == pytest.approx(0.02)
+    assert decision.regressions == []
+    assert decision.reason.startswith("promoted") and "0.2750" in decision.reason
+
+
+def test_worse_candidate_is_rejected() -> None:
+    decision = decide({"inspec": _m(0.20)}, {"inspec": _m(0.28)}, margin=0.005, tolerance=0.1)
+    assert not decision.promote
+    assert decision.delta == pytest.approx(-0.08)
+    assert "below margin" in decision.reason
+
+
+def test_regression_beyond_tolerance_on_one_set_is_rejected() -> None:
+    # +0.10 on average, but -0.03 on semeval with a tolerance of 0.01
+    decision = decide(
+        {"inspec": _m(0.50), "semeval": _m(0.20)}, {"inspec": _m(0.27), "semeval": _m(0.23)},
+        margin=0.005, tolerance=0.01,
+    )
+    assert decision.delta > 0.05
+    assert not decision.promote
+    assert decision.regressions == ["semeval"]
+    assert "regression" in decision.reason and "semeval" in decision.reason
+    # the same regression within a looser tolerance passes
+    assert decide(
+        {"inspec": _m(0.50), "semeval": _m(0.20)}, {"inspec": _m(0.27), "semeval": _m(0.23)},
+        margin=0.005, tolerance=0.05,
+    ).promote
+
+
+def test_gain_within_margin_is_rejected_and_margin_edge_promotes() -> None:
+    assert not decide({"a": _m(0.282)}, {"a": _m(0.28)}, margin=0.005, tolerance=0.01).promote
+    assert not decide({"a": _m(0.28)}, {"a": _m(0.28)}, margin=0.005, tolerance=0.01).promote
+    assert decide({"a": _m(0.285)}, {"a": _m(0.28)}, margin=0.005, tolerance=0.01).promote
+    assert decide({"a": _m(0.28)}, {"a": _m(0.28)}, margin=0.0, tolerance=0.0).promote  # no margin: ties pass
+
+
+def test_first_model_is_compared_with_the_default_baseline() -> None:
+    # with no promoted model, "production" numbers are those of the default kpe method (packaged encoder)
+    baseline = {"inspec": {"f1@5": 0.26}, "semeval": {"f1@5": 0.20}}  # flat metrics are accepted too
+    assert decide({"inspec": _m(0.31), "semeval": _m(0.22)}, baseline, 0.005, 0.01).promote
+    assert not decide({"inspec": _m(0.21), "semeval": _m(0.18)}, baseline, 0.005, 0.01).promote
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="different sets"):
+        decide({"a": _m(0.3)}, {"b": _m(0.3)})
+    with pytest.raises(ValueError, match="at least one"):
+        decide({}, {})
+    with pytest.raises(ValueError, match="f1@5"):
+        primary_metric({"macro": {"all": {}}})
+    with pytest.raises(ValueError, match="margin"):
+        decide({"a": _m(0.3)}, {"a": _m(0.3)}, margin=-1)
+    nan = decide({"a": _m(math.nan)}, {"a": _m(0.3)}, margin=0, tolerance=1)
+    assert not nan.promote and "NaN" in nan.reason
+
+
+def test_decision_dict_holds_every_number() -> None:
+    decision = decide({"a": _m(0.4), "b": _m(0.3)}, {"a": _m(0.3), "b": _m(0.3)}, 0.01, 0.02, primary="f1@5")
+    data = decision.to_dict()
+    assert set(data) >= {"promote", "reason", "primary", "primary_candidate", "primary_production", "delta",
+                         "margin", "tolerance", "per_set", "regressions"}
+    assert data["per_set"]["a"] == {"candidate": 0.4, "production": 0.3, "delta": pytest.approx(0.1)}
+    assert data["margin"] == 0.01 and data["tolerance"] == 0.02
+
+
+# --- the gate on real harness numbers ------------------------------------------------------------
+
+
+def _register_method(con, name: str, method: str, minute: int) -> str:
+    """A registry row whose extraction method needs no weights (a baseline), with an (empty) model dir."""
+    import datetime as dt
+
+    from kpe.registry import model_dir, new_version
+    from warehouse.models import register_candidate
+
+    version = new_version(name, now=dt.datetime(2026, 11, 23, 3, minute, tzinfo=dt.UTC))
+    path = model_dir(version)
+    path.mkdir(parents=True)
+    register_candidate(con, version=version, path=str(path), base_model="none", kind="encoder", method=method)
+    return version
+
+
+def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
+    """YAKE measurably beats the first-phrases baseline on 30 real Inspec / SemEval-2017 dev documents: as a
+    candidate it is promoted over it; a first-phrases candidate against YAKE in production is rejected."""
+    from kpe.registry import ExtractionModel, current_extraction_model
+    from kpe.settings import get_settings
+    from tasks.train import (
+        evaluate_on_gate_sets,
+        gate_decision,
+        gate_set_names,
+        load_gate_sets,
+        production_for_gate,
+        record_decision,
+    )
+    from warehouse.db import connect
+    from warehouse.evaluations import list_evaluations
+    from warehouse.models import get_model, promote
+
+    path = get_settings().warehouse_path
+    con = connect(path)
+    weak = _register_method(con, "firstphrases", "first-phrases", 1)
+    promote(con, weak)
+    strong = _register_method(con, "yake", "yake", 2)
+    weak_again = _register_method(con, "firstphrases", "first-phrases", 3)
+    con.close()
+
+    names = gate_set_names(include_silver=False)
+    assert names == ["inspec_dev", "semeval2017_dev"]
+    sets = load_gate_sets(names, limit=30)
+    assert {name: len(s.docs) for name, s in sets.items()} == {"inspec_dev": 30, "semeval2017_dev": 30}
+
+    def run_gate(version: str, method: str) -> dict:
+        production = production_for_gate()
+        candidate_model = ExtractionModel(version, method, str(kpe_env / "models" / version))
+        cand = evaluate_on_gate_sets(candidate_model, sets)
+        prod = evaluate_on_gate_sets(production, sets)
+        decision = gate_decision(cand, prod, margin=0.005, tolerance=0.01)
+        return record_decision(version, decision, cand, prod, production, auto_promote=True)
+
+    better = run_gate(strong, "yake")
+    assert better["status"] == "production"
+    assert better["decision"]["production_version"] == weak
+    assert better["decision"]["delta"] >= 0.005
+    assert all(s["delta"] >= -0.01 for s in better["decision"]["per_set"].values())
+
+    worse = run_gate(weak_again, "first-phrases")
+    assert worse["status"] == "rejected"
+    assert worse["decision"]["production_version"] == strong
+    assert worse["decision"]["delta"] < 0
+
+    con = connect(path)
+    try:
+        assert current_extraction_model(con).version == strong
+        assert get_model(con, weak).status == "retired"
+        stored = get_model(con, weak_again)
+        assert stored.decision["reason"] == worse["decision"]["reason"]
+        assert stored.decision["per_set"]["inspec_dev"]["candidate"] == pytest.approx(
+            stored.metrics["gate"]["candidate"]["inspec_dev"]["macro"]["present"]["f1@5"])
+        assert stored.metrics["gate"]["production"]["semeval2017_dev"]["n_docs"] == 30
+        evaluations = list_evaluations(con, model_version=strong)
+        assert {(e["dataset"], e["n_docs"]) for e in evaluations} == {("inspec_dev", 30), ("semeval2017_dev", 30)}
+    finally:
+        con.close()
+
+
+# --- the train flow, end to end ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):  # a busy 2-core machine starts it slowly
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with the MiniLM vocabulary (real tokenizer, random weights): fast steps."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kpe.encoders import resolve_encoder
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(None))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
+    prefect_harness, kpe_env, tiny_encoder: Path,
+) -> None:
+    """A 5-step tagger on 16 Inspec documents against the packaged default (no model promoted yet): the
+    decision and its numbers are stored and published; the CLI lists, force-promotes and rolls back."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from typer.testing import CliRunner
+
+    from flows.cli_models import models_app
+    from flows.train import train
+    from kpe.registry import PACKAGED_VERSION, current_extraction_model
+    from kpe.settings import get_settings
+    from warehouse.db import connect
+    from warehouse.models import get_model
+
+    result = train(
+        kind="tagger", method="tagger", base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16, gate_limit=8,
+        batch_size=4, train_options={"max_length": 128, "stride": 32, "log_with": "none", "max_val_docs": 4,
+                                     "tune_hybrid": False, "num_threads": 2},
+    )
+    version, decision = result["version"], result["decision"]
+    assert result["status"] == ("production" if decision["promote"] else "rejected")
+    assert decision["production_version"] == PACKAGED_VERSION and decision["production_method"] == "kpe"
+    assert decision["sets"] == {"inspec_dev": 8, "semeval2017_dev": 8}
+    assert decision["training"]["steps"] == 5
+
+    con = connect(get_settings().warehouse_path)
+    try:
+        row = get_model(con, version)
+        assert row.status == result["status"] and row.kind == "tagger" and row.method == "tagger"
+        assert (Path(row.path) / "config.json").is_file()
+        assert not (Path(row.path).parent / "checkpoints").exists()
+        assert row.decision["reason"] == decision["reason"]
+        for name, cmp in row.decision["per_set"].items():
+            assert cmp["candidate"] == pytest.approx(row.metrics["gate"]["candidate"][name]["macro"]["present"]["f1@5"])
+            assert cmp["production"] == pytest.approx(row.metrics["gate"]["production"][name]["macro"]["present"]["f1@5"])
+        assert row.settings["train_config"]["max_steps"] == 5
+        expected = version if result["status"] == "production" else PACKAGED_VERSION
+        assert current_extraction_model(con).version == expected
+    finally:
+        con.close()
+
+    async def artifact() -> str:
+        async with get_client() as client:
+            found = await client.read_latest_artifacts()
+            return next(a.data for a in found if a.key == "train-gate-decision")
+
+    markdown = asyncio.run(artifact())
+    assert version in markdown and "| inspec_dev | 8 |" in markdown and decision["reason"] in markdown
+
+    runner = CliRunner()
+    listed = runner.invoke(models_app, ["list"])
+    assert listed.exit_code == 0 and version in listed.output
+    if result["status"] == "rejected":
+        refused = runner.invoke(models_app, ["promote", version])
+        assert refused.exit_code == 1 and "rejected" in refused.output
+        forced = runner.invoke(models_app, ["promote", version, "--force", "--reason", "test override"])
+        assert forced.exit_code == 0, forced.output
+    con = connect(get_settings().warehouse_path, read_only=True)
+    assert current_extraction_model(con).version == version
+    con.close()
+
+    rolled = runner.invoke(models_app, ["rollback", "--reason", "test"])
+    assert rolled.exit_code == 0 and PACKAGED_VERSION in rolled.output
+    assert runner.invoke(models_app, ["rollback"]).exit_code == 1  # nothing left to roll back
+    con = connect(get_settings().warehouse_path, read_only=True)
+    try:
+        assert current_extraction_model(con).version == PACKAGED_VERSION
+        assert get_model(con, version).status == "rejected"
+    finally:
+        con.close()
