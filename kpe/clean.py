@@ -7,9 +7,10 @@ Usage::
 Text cleaning (:func:`clean_text`), in order: HTML entities are unescaped (twice at most, for
 double-escaped sources such as ``&amp;#945;``); markup tags (HTML, JATS, MathML: ``<i>``, ``<sup>``,
 ``<jats:p>``, ``<mml:math>``...) are removed and their inner text kept (block tags such as ``<p>``/``<br>``
-become a line break, inline tags nothing, so ``H<sub>2</sub>O`` is ``H2O``); mojibake is fixed with
-``ftfy`` (quotes are not uncurled, control characters are not dropped); Unicode NFKC; soft hyphens and
-zero-width spaces are dropped; whitespace is collapsed.
+become a line break, inline tags nothing, so ``H<sub>2</sub>O`` is ``H2O``; unknown tag-like text such as
+``a<b and c>d`` stays); mojibake is fixed with ``ftfy`` when the text shows signs of it (quotes are not
+uncurled, control characters are not dropped); Unicode NFKC; soft hyphens and zero-width spaces are
+dropped; whitespace is collapsed. MeSH names are NLM vocabulary and pass through unchanged.
 
 Whitespace choice: inside a line every run of spaces/tabs becomes one space; a run that holds a line break
 becomes exactly one ``"\\n"`` (``keep_newlines=True``, used for abstracts) so that the sections of a
@@ -27,7 +28,7 @@ import unicodedata
 
 import ftfy
 
-from kpe.records import BadRecord, Deletion, Document, MeshHeading, Quarantined, SourceItem, SourceRecord
+from kpe.records import BadRecord, Deletion, Document, Quarantined, SourceItem, SourceRecord
 
 __all__ = [
     "aliases_of",
@@ -105,7 +106,7 @@ def _collapse_line(line: str) -> str:
 
 def _collapse_whitespace(text: str, keep_newlines: bool) -> str:
     """Runs of spaces/tabs -> one space; runs holding a line break -> one newline (or a space)."""
-    if "\r" in text or (not text.isascii() and _OTHER_BREAKS.search(text)):
+    if "\r" in text or (not text.isascii() and ("\u2028" in text or "\u2029" in text or "\x85" in text)):
         text = _OTHER_BREAKS.sub("\n", text)
     if "\n" not in text:
         return _collapse_line(text)
@@ -132,7 +133,7 @@ def clean_text(text: str | None, *, keep_newlines: bool = True) -> str | None:
                 text = ftfy.fix_text(text, _FTFY_CONFIG)
             if not unicodedata.is_normalized("NFKC", text):
                 text = unicodedata.normalize("NFKC", text)
-            if _DROP_CHARS.search(text):
+            if "\u00ad" in text or "\u200b" in text or "\u2060" in text or "\ufeff" in text:
                 text = _DROP_CHARS.sub("", text)
     text = _collapse_whitespace(text, keep_newlines)
     return text or None
@@ -145,7 +146,11 @@ def _word_count(text: str) -> int:
 
 def is_valid_text(text: str | None) -> bool:
     """False when text holds a replacement character or a control character (undecodable bytes)."""
-    return text is None or _INVALID.search(text) is None
+    if text is None:
+        return True
+    if "\ufffd" not in text and text.replace("\n", " ").isprintable():  # fast path: no control character
+        return True
+    return _INVALID.search(text) is None
 
 
 # --- ids -------------------------------------------------------------------------------------------------
@@ -221,10 +226,14 @@ _NORMALIZERS = {
 }
 
 
+# The id kind of ``source_id`` for each source.
+_OWN_ID_KEY = {"pubmed": "pmid", "s2": "s2"}
+
+
 def _normalized_ids(record: SourceRecord) -> dict[str, str]:
     """Every usable id of a record, keyed by alias prefix, values normalised; invalid values are dropped."""
     ids: dict[str, str] = {}
-    own_key = {"pubmed": "pmid", "s2": "s2"}.get(record.source)
+    own_key = _OWN_ID_KEY.get(record.source)
     if own_key:
         own = _NORMALIZERS[own_key](record.source_id)
         if own:
@@ -232,6 +241,8 @@ def _normalized_ids(record: SourceRecord) -> dict[str, str]:
     for key, value in record.external_ids.items():
         prefix = _ID_KEYS.get(key.lower().replace(" ", ""), key.lower())
         if prefix in ids:
+            continue
+        if not isinstance(value, (str, int)):
             continue
         normalizer = _NORMALIZERS.get(prefix)
         normalized = normalizer(value) if normalizer else (_str(value) or None)
@@ -300,7 +311,7 @@ def clean_record(record: SourceRecord, min_abstract_words: int) -> Document | Qu
     """
 
     def quarantine(reason: str) -> Quarantined:
-        return Quarantined(source=record.source, record_id=record.source_id or None, reason=reason,
+        return Quarantined(source=record.source, record_id=_str(record.source_id) or None, reason=reason,
                            raw_snippet=record.raw_snippet)
 
     title = clean_text(record.title, keep_newlines=False)
@@ -321,12 +332,10 @@ def clean_record(record: SourceRecord, min_abstract_words: int) -> Document | Qu
         return quarantine("no usable id")
 
     journal = clean_text(record.journal, keep_newlines=False)
-    mesh = [MeshHeading(name=name, major=h.major) for h in record.mesh
-            if (name := clean_text(h.name, keep_newlines=False))]
     return Document(
         doc_id=doc_id,
         source=record.source,
-        source_id=ids.get({"pubmed": "pmid", "s2": "s2"}.get(record.source, ""), record.source_id.strip()),
+        source_id=ids.get(_OWN_ID_KEY.get(record.source, ""), _str(record.source_id)),
         title=title,
         abstract=abstract,
         content_hash=content_hash(title, abstract),
@@ -339,7 +348,7 @@ def clean_record(record: SourceRecord, min_abstract_words: int) -> Document | Qu
         doi=ids.get("doi"),
         pmid=ids.get("pmid"),
         keywords=_clean_list(record.keywords),
-        mesh=mesh,
+        mesh=list(record.mesh),  # NLM controlled vocabulary: kept as read
         publication_types=_clean_list(record.publication_types),
     )
 
@@ -353,9 +362,10 @@ def clean_item(item: SourceItem, min_abstract_words: int) -> Document | Deletion
         return quarantine_of(item)
     if isinstance(item, Deletion):
         if item.source != "pubmed":
-            return Deletion(item.source, item.source_id.strip())
+            return Deletion(item.source, _str(item.source_id))
         pmid = normalize_pmid(item.source_id)
         if pmid is None:
-            return Quarantined(item.source, item.source_id or None, f"invalid PMID in deletion: {item.source_id!r}")
+            return Quarantined(item.source, _str(item.source_id) or None,
+                               f"invalid PMID in deletion: {item.source_id!r}")
         return Deletion(item.source, pmid)
     raise TypeError(f"not a source item: {type(item).__name__}")

@@ -11,22 +11,24 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
 from typing import Any
 
 from kpe.clean import content_hash
 from kpe.records import Document
+from kpe.shards import mesh_dicts
 
 TEXT_FIELDS = (
     "title", "abstract", "version", "language", "journal", "year", "pub_date", "doi", "pmid",
     "keywords", "mesh", "publication_types",
 )
 SOURCE_PRIORITY = {"pubmed": 2, "s2": 1}
+ROW_FIELDS = ("doc_id", "source", "source_id", "content_hash", *TEXT_FIELDS)
 
 
 def document_row(doc: Document) -> dict[str, Any]:
     """A ``Document`` as a ``documents`` row (without timestamps)."""
-    row = asdict(doc)
+    row = {name: getattr(doc, name) for name in ROW_FIELDS}
+    row["mesh"] = mesh_dicts(doc.mesh)
     row["sources"] = [doc.source]
     row["aliases"] = sorted(set(doc.aliases))
     return row
@@ -74,6 +76,4 @@ def _norm(value: Any) -> Any:
         return [_norm(v) for v in value]
     if isinstance(value, dict):
         return {k: _norm(v) for k, v in sorted(value.items())}
-    if hasattr(value, "__dataclass_fields__"):
-        return _norm(asdict(value))
     return value

@@ -17,13 +17,13 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kpe.records import Deletion, Document
+from kpe.records import Deletion, Document, MeshHeading
 
 MESH_TYPE = pa.list_(pa.struct([("name", pa.string()), ("major", pa.bool_())]))
 
@@ -75,15 +75,24 @@ class ShardInfo:
     sha256: str
 
 
+def mesh_dicts(mesh: Sequence[MeshHeading]) -> list[dict[str, object]]:
+    """MeSH headings as the ``{name, major}`` structs of the Arrow and DuckDB schemas."""
+    return [{"name": m.name, "major": m.major} for m in mesh]
+
+
 def documents_table(docs: Sequence[Document], input_file: str, ingested_at: dt.datetime) -> pa.Table:
-    """Arrow table of cleaned documents in ``DOCUMENT_SCHEMA``."""
-    rows = []
-    for doc in docs:
-        row = asdict(doc)
-        row["input_file"] = input_file
-        row["ingested_at"] = ingested_at
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA)
+    """Arrow table of cleaned documents in ``DOCUMENT_SCHEMA`` (built column by column: no per-row dicts)."""
+    columns: dict[str, list] = {}
+    for name in DOCUMENT_SCHEMA.names:
+        if name == "mesh":
+            columns[name] = [mesh_dicts(d.mesh) for d in docs]
+        elif name == "input_file":
+            columns[name] = [input_file] * len(docs)
+        elif name == "ingested_at":
+            columns[name] = [ingested_at] * len(docs)
+        else:
+            columns[name] = [getattr(d, name) for d in docs]
+    return pa.Table.from_pydict(columns, schema=DOCUMENT_SCHEMA)
 
 
 def deletions_table(deletions: Sequence[Deletion], input_file: str, ingested_at: dt.datetime) -> pa.Table:

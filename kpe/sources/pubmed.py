@@ -10,10 +10,13 @@ record element is cleared once read, so memory stays flat whatever the file size
 is loaded (no network). A file that cannot be read to its end raises :class:`SourceFileError` after every
 complete record before the problem has been yielded.
 
-Text fields are returned as published except that XML layout whitespace (runs of spaces, tabs, newlines from
-pretty-printing) is collapsed to single spaces inside each field; a structured abstract's sections are
-joined by ``"\\n"``, so a newline in ``abstract`` always means a section break. Entities, inline markup and
-mojibake are left to :mod:`kpe.clean`.
+Text fields are returned as published except that XML layout whitespace (runs of spaces, tabs, CR/LF from
+pretty-printing; not NBSP or other Unicode spaces) is collapsed to single spaces inside each field; a
+structured abstract's sections are joined by ``"\\n"``, so a newline in ``abstract`` always means a section
+break. Entities, inline markup and mojibake are left to :mod:`kpe.clean`.
+
+``raw_snippet`` of a good record is cheap text (``PMID <n> v<version> | <title> | <abstract>``, 500
+characters at most); a ``BadRecord`` carries the first 500 characters of its XML.
 """
 
 from __future__ import annotations
@@ -47,8 +50,12 @@ _PARSER_OPTIONS = dict(
     no_network=True,
 )
 
+_CITATION_TAGS = ("Article", "MeshHeadingList", "KeywordList", "OtherAbstract", "MedlineJournalInfo")
+_ARTICLE_TAGS = ("Journal", "ArticleTitle", "Abstract", "ELocationID", "Language", "PublicationTypeList",
+                 "VernacularTitle", "ArticleDate")
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+_XML_SPACE_RUN = re.compile(r"[ \t\r\n]{2,}|[\t\r\n]")
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 
 
@@ -135,35 +142,42 @@ def _snippet(elem: etree._Element) -> str:
     return etree.tostring(elem, encoding="unicode", with_tail=False)[:SNIPPET_CHARS]
 
 
-def _record_snippet(*parts: etree._Element | None) -> str:
-    """A cheap snippet of a good record: the XML of its PMID, title and first abstract section only.
+def _record_snippet(pmid: str, version: int, title: str, abstract: str | None) -> str:
+    """A cheap snippet of a good record: ``PMID <n> v<version> | <title> | <abstract>`` (text as extracted).
 
-    Serialising the whole record (author and reference lists included) just to keep 500 characters costs
-    about 15% of the parse time; the parts kept here are what a person checks in a quarantine row.
+    Serialising the record's XML (author and reference lists included) just to keep 500 characters costs
+    about 15% of the parse time; bad records, which are rare, keep the first 500 characters of their XML.
     """
-    out = []
-    size = 0
-    for part in parts:
-        if part is None:
-            continue
-        xml = etree.tostring(part, encoding="unicode", with_tail=False)
-        out.append(xml)
-        size += len(xml)
-        if size >= SNIPPET_CHARS:
-            break
-    return "".join(out)[:SNIPPET_CHARS]
+    return f"PMID {pmid} v{version} | {title} | {abstract or ''}"[:SNIPPET_CHARS]
 
 
 def _text(elem: etree._Element | None) -> str:
-    """All text inside an element (inline markup such as ``<i>``/``<sup>`` included), whitespace collapsed."""
+    """All text inside an element (inline markup such as ``<i>``/``<sup>`` included) with XML layout
+    whitespace (space, tab, CR, LF) collapsed; other spaces (NBSP, thin space) are kept for cleaning."""
     if elem is None:
         return ""
     text = "".join(elem.itertext()) if len(elem) else elem.text
     if not text:
         return ""
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
-        return " ".join(text.split())
-    return text.strip()
+        text = _XML_SPACE_RUN.sub(" ", text)
+    return text.strip(" ")
+
+
+def _child(elem: etree._Element | None, tag: str) -> etree._Element | None:
+    """The first child with this tag (cheaper than ``find``, which parses a path; the DTD puts the children
+    asked for here first, so look there before scanning)."""
+    if elem is None:
+        return None
+    try:
+        first = elem[0]
+    except IndexError:
+        return None
+    if first.tag == tag:
+        return first
+    for child in elem.iterchildren(tag):
+        return child
+    return None
 
 
 def _pmid_of(elem: etree._Element | None) -> str:
@@ -171,8 +185,9 @@ def _pmid_of(elem: etree._Element | None) -> str:
 
 
 def _article_item(elem: etree._Element) -> SourceRecord | BadRecord:
-    citation = elem.find("MedlineCitation")
-    pmid_el = citation.find("PMID") if citation is not None else None
+    """A ``PubmedArticle`` as a ``SourceRecord``, or a ``BadRecord`` when it has no PMID or cannot be read."""
+    citation = _child(elem, "MedlineCitation")
+    pmid_el = _child(citation, "PMID")
     pmid = _pmid_of(pmid_el)
     if not pmid:
         return BadRecord(SOURCE, None, "missing PMID", _snippet(elem))
@@ -191,29 +206,29 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
     keywords: list[str] = []
     seen_keywords: set[str] = set()
     mesh: list[MeshHeading] = []
-    for child in citation:
+    for child in citation.iterchildren(*_CITATION_TAGS):
         tag = child.tag
         if tag == "Article":
             article = child
         elif tag == "MeshHeadingList":
-            for heading in child:
-                if heading.tag == "MeshHeading" and (entry := _mesh_heading(heading)) is not None:
+            for heading in child.iterchildren("MeshHeading"):
+                if (entry := _mesh_heading(heading)) is not None:
                     mesh.append(entry)
         elif tag == "KeywordList":
-            for kw_el in child:
-                if kw_el.tag == "Keyword" and (kw := _text(kw_el)) and (key := kw.casefold()) not in seen_keywords:
+            for kw_el in child.iterchildren("Keyword"):
+                if (kw := _text(kw_el)) and (key := kw.casefold()) not in seen_keywords:
                     seen_keywords.add(key)
                     keywords.append(kw)
         elif tag == "OtherAbstract":
             other_abstracts.append(child)
         elif tag == "MedlineJournalInfo":
-            medline_ta = child.find("MedlineTA")
+            medline_ta = _child(child, "MedlineTA")
 
     external_ids = {"pmid": pmid}
     publication_types: list[str] = []
     article_date = None
     if article is not None:
-        for child in article:
+        for child in article.iterchildren(*_ARTICLE_TAGS):
             tag = child.tag
             if tag == "Journal":
                 journal_el = child
@@ -229,7 +244,7 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
                 if language_el is None:
                     language_el = child
             elif tag == "PublicationTypeList":
-                publication_types = [t for t in map(_text, child) if t]
+                publication_types = [t for t in map(_text, child.iterchildren("PublicationType")) if t]
             elif tag == "VernacularTitle":
                 vernacular_el = child
             elif tag == "ArticleDate":
@@ -247,36 +262,40 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
     pub_date_el = None
     journal = ""
     if journal_el is not None:
-        journal = _text(journal_el.find("Title"))
-        pub_date_el = journal_el.find("JournalIssue/PubDate")
+        for child in journal_el.iterchildren("JournalIssue", "Title"):
+            if child.tag == "Title":
+                journal = _text(child)
+            else:
+                pub_date_el = _child(child, "PubDate")
     year, pub_date = _date(pub_date_el)
     if year is None:
         year, pub_date = _date(article_date)
 
-    pubmed_data = elem.find("PubmedData")
+    pubmed_data = _child(elem, "PubmedData")
     if pubmed_data is not None:
-        for child in pubmed_data:
+        for child in pubmed_data.iterchildren("ArticleIdList", "History"):
             tag = child.tag
             if tag == "ArticleIdList":
-                for aid in child:
+                for aid in child.iterchildren("ArticleId"):
                     id_type = aid.get("IdType")
                     if id_type == "doi" and "doi" not in external_ids and (doi := _text(aid)):
                         external_ids["doi"] = doi
                     elif id_type == "pmc" and "pmcid" not in external_ids and (pmc := _text(aid)):
                         external_ids["pmcid"] = pmc
             elif tag == "History" and year is None:
-                for hist in child:
+                for hist in child.iterchildren("PubMedPubDate"):
                     if hist.get("PubStatus") == "pubmed":
                         year, pub_date = _date(hist)
                         break
 
     version_attr = (pmid_el.get("Version") or "").strip()
+    version = int(version_attr) if version_attr.isdigit() else 1
     return SourceRecord(
         source=SOURCE,
         source_id=pmid,
         title=title or None,
         abstract=abstract,
-        version=int(version_attr) if version_attr.isdigit() else 1,
+        version=version,
         language=_text(language_el) or None,
         journal=journal or _text(medline_ta) or None,
         year=year,
@@ -285,8 +304,7 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
         mesh=mesh,
         publication_types=publication_types,
         external_ids=external_ids,
-        raw_snippet=_record_snippet(title_el if title else vernacular_el,
-                                    abstract_el[0] if abstract_el is not None and len(abstract_el) else None),
+        raw_snippet=_record_snippet(pmid, version, title, abstract),
     )
 
 
@@ -308,7 +326,7 @@ def _abstract(abstract_el: etree._Element | None) -> str | None:
     if abstract_el is None:
         return None
     parts = []
-    for section in abstract_el.iterfind("AbstractText"):
+    for section in abstract_el.iterchildren("AbstractText"):
         text = _text(section)
         if not text:
             continue
@@ -318,6 +336,7 @@ def _abstract(abstract_el: etree._Element | None) -> str | None:
 
 
 def _month(value: str | None) -> int | None:
+    """Month number from "Jan"/"January"/"01"/"1"; ``None`` for seasons or anything else."""
     if not value:
         return None
     value = value.strip()
@@ -331,28 +350,37 @@ def _date(date_el: etree._Element | None) -> tuple[int | None, str | None]:
     """(year, ISO date or the MedlineDate text) from a PubDate / ArticleDate / PubMedPubDate element."""
     if date_el is None:
         return None, None
-    year_text = (date_el.findtext("Year") or "").strip()
-    if len(year_text) == 4 and year_text.isdigit():
+    year_text = month_text = day_text = medline_date = None
+    for child in date_el:
+        tag = child.tag
+        if tag == "Year":
+            year_text = (child.text or "").strip()
+        elif tag == "Month":
+            month_text = child.text
+        elif tag == "Day":
+            day_text = (child.text or "").strip()
+        elif tag == "MedlineDate":
+            medline_date = child.text
+    if year_text and len(year_text) == 4 and year_text.isdigit():
         year = int(year_text)
-        month = _month(date_el.findtext("Month"))
+        month = _month(month_text)
         if month is None:
             return year, year_text
-        day_text = (date_el.findtext("Day") or "").strip()
-        if day_text.isdigit():
+        if day_text and day_text.isdigit():
             try:
                 return year, dt.date(year, month, int(day_text)).isoformat()
             except ValueError:
                 pass
         return year, f"{year_text}-{month:02d}"
-    medline_date = " ".join((date_el.findtext("MedlineDate") or "").split())
     if medline_date and (match := _YEAR.search(medline_date)):
-        return int(match.group()), medline_date
+        return int(match.group()), _XML_SPACE_RUN.sub(" ", medline_date).strip(" ")
     return None, None
 
 
 def _deletions(elem: etree._Element) -> list[SourceItem]:
+    """One ``Deletion`` per PMID of a ``DeleteCitation`` (an empty PMID becomes a ``BadRecord``)."""
     items: list[SourceItem] = []
-    for pmid_el in elem.iterfind("PMID"):
+    for pmid_el in elem.iterchildren("PMID"):
         pmid = _pmid_of(pmid_el)
         if pmid:
             items.append(Deletion(SOURCE, pmid))
@@ -362,5 +390,6 @@ def _deletions(elem: etree._Element) -> list[SourceItem]:
 
 
 def _book_item(elem: etree._Element) -> BadRecord:
+    """Books (``PubmedBookArticle``) are out of scope: a quarantine row that names the PMID."""
     pmid = _pmid_of(elem.find("BookDocument/PMID")) or None
     return BadRecord(SOURCE, pmid, "book article not supported", _snippet(elem))
