@@ -62,7 +62,9 @@ def prefect_server(home: Path, cwd: Path) -> Iterator[str]:
     """A Prefect server on 127.0.0.1 (its own SQLite database under ``home``); yields the API URL."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_env(home)
+    # the UI asks the API at PREFECT_UI_API_URL, which otherwise points at the default port 4200
+    env = prefect_env(home, PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
+                      PREFECT_UI_API_URL=api_url)
     cmd = [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with running(cmd, env, cwd, home / "server.log") as proc:
         deadline = time.monotonic() + 180
