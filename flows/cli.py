@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,7 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-console = Console()
+# Piped or logged output is not wrapped at 80 columns (COLUMNS still wins).
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 PubmedOpt = Annotated[Optional[list[str]], typer.Option(
     "--pubmed", help="MEDLINE XML file, folder, glob or https URL (repeatable).")]
@@ -162,8 +165,6 @@ def sql(
 
 def write_result(table, format: str, out: Path | None) -> None:  # noqa: ANN001 - a pyarrow.Table
     """Print or save an Arrow table as a rich table, CSV, JSON lines or Parquet."""
-    import sys
-
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 

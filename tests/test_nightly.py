@@ -62,6 +62,17 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
                 [run_id, model, config_hash])[0][0] == 0
     before = rows(db, KEYPHRASE_ROWS)
 
+    # the views answer the usual questions over the same rows
+    top = rows(db, "SELECT normalized, doc_freq FROM keyphrase_frequency ORDER BY doc_freq DESC, normalized LIMIT 1")[0]
+    assert top[1] == rows(db, "SELECT count(DISTINCT doc_id) FROM keyphrases WHERE normalized = ?", [top[0]])[0][0] > 1
+    assert len(rows(db, "SELECT * FROM documents_for(?)", [top[0]])) == top[1]
+    assert rows(db, "SELECT count(*) FROM cooccurring(?)", [top[0]])[0][0] > 0
+    assert rows(db, "SELECT count(*) FROM keyphrase_frequency_by_year")[0][0] > 0
+    assert rows(db, "SELECT count(*) FROM trending_by_year(1, 1)")[0][0] > 0
+    doc_id = before[0][0]
+    shown = finish(kpe_cli(["keyphrases", doc_id], tmp_path, shared_data))
+    assert before[0][2] in shown
+
     # a second run with nothing new extracts nothing and says so
     out = finish(kpe_cli(["nightly", "--pubmed", str(samples)], tmp_path, shared_data))
     assert "extracted 0 documents" in out
