@@ -3,23 +3,48 @@
 Every source item ends up as a document, a deletion or a quarantine row. A batch's shards are written
 atomically first, then its rows and the watermark commit in one warehouse transaction, so a crash leaves no
 half-written batch and a re-run resumes after the last committed item.
+
+Two halves: *cleaning* reads the unit, cleans every item and builds the documents' Arrow table (the shard's
+rows) in parts of consecutive items; *committing* groups the parts into batches of exactly ``batch_size``
+items, resolves doc ids against the warehouse, writes the shards and commits. For a large unit the cleaning
+half runs in a reader process (forked, so the unit's ``read`` callable needs no pickling; it never touches
+the warehouse, the lake or a model) and sends its parts as Arrow tables through a pipe, so parsing and
+committing overlap on two cores and the hand-over costs almost nothing. Batches, resume and errors are the
+same either way: the first ``items_done`` (committed) items are skipped, a ``SourceFileError`` arrives after
+every item before it (they are committed, the file is ``partial``), any other reader exception fails the
+file, and the reader process never outlives this one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import itertools
+import multiprocessing
+import os
+import pickle
+import queue as queue_module
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from kpe.clean import clean_record, quarantine_of
 from kpe.records import BadRecord, Deletion, Document, Quarantined, SourceItem, SourceRecord
-from kpe.shards import ShardInfo, deletions_table, documents_table, shard_relpath, write_shard
+from kpe.shards import DOCUMENT_SCHEMA, ShardInfo, deletions_table, documents_table, shard_relpath, write_shard
 from kpe.sources.errors import SourceFileError
+
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+"""Units at least this big (on disk) are cleaned in a reader process when ``parallel`` is ``None``."""
 
 
 @dataclass
@@ -47,12 +72,22 @@ class InputUnit:
 
 
 @dataclass
+class CleanedPart:
+    """The cleaned form of consecutive source items that all belong to one batch."""
+
+    items: int
+    documents: pa.Table  # ``kpe.shards.DOCUMENT_SCHEMA``, in item order
+    deletions: list[Deletion] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@dataclass
 class Batch:
     """One batch of cleaned items, ready to commit."""
 
     number: int
     items: int
-    documents: list[Document] = field(default_factory=list)
+    documents: pa.Table  # the documents shard's rows (``DOCUMENT_SCHEMA``), doc ids resolved, in item order
     deletions: list[Deletion] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     shards: list[ShardInfo] = field(default_factory=list)
@@ -82,8 +117,8 @@ class IngestStore(Protocol):
     def begin(self, unit: InputUnit, sha256: str) -> tuple[int, str, int, int]:
         """Watermark lookup: ``(file_id, status, items_done, batches_done)``; creates or resumes the row."""
 
-    def resolve_doc_ids(self, documents: Sequence[Document]) -> None:
-        """Point each document at an existing paper that shares an alias (in place)."""
+    def resolve_doc_ids(self, documents: pa.Table) -> pa.Table:
+        """The documents table with each ``doc_id`` pointed at an existing paper that shares an alias."""
 
     def commit(self, file_id: int, batch: Batch, now: dt.datetime) -> dict[str, int]:
         """Write a batch and advance the watermark in one transaction; returns its counters."""
@@ -93,8 +128,14 @@ class IngestStore(Protocol):
 
 
 def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_size: int,
-                min_abstract_words: int, log: Callable[[str], None] = print) -> FileReport:
-    """Ingest one unit incrementally (skips a unit already ingested with the same checksum)."""
+                min_abstract_words: int, log: Callable[[str], None] = print,
+                parallel: bool | None = None) -> FileReport:
+    """Ingest one unit incrementally (skips a unit already ingested with the same checksum).
+
+    ``parallel``: clean the unit in a reader process (``True``), in this process (``False``), or decide by
+    size (``None``: units of ``PARALLEL_MIN_BYTES`` or more, where the platform can fork). Both give the
+    same documents, quarantine rows, shards and watermark.
+    """
     started = time.perf_counter()
     sha = unit.sha256()
     file_id, status, items_done, batches_done = store.begin(unit, sha)
@@ -105,18 +146,16 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
         log(f"{unit.name}: resuming after {items_done:,} committed items")
 
     ingest_date = dt.date.today()
-    items = unit.read()
-    if items_done:
-        items = itertools.islice(items, items_done, None)
+    cleaning = _clean_in_reader_process if _use_reader_process(unit, parallel) else _clean_in_process
     batch_no, error, seen = batches_done, None, items_done
     try:
-        for chunk in _chunks(items, batch_size):
-            batch_no += 1
-            batch = _clean_batch(chunk, batch_no, unit, min_abstract_words)
-            _commit(batch, unit, sha, store, file_id, lake_dir, ingest_date)
-            seen += batch.items
-            rate = (seen - items_done) / max(time.perf_counter() - started, 1e-9)
-            log(f"{unit.name}: {seen:,} items committed ({rate:,.0f} items/s)")
+        with contextlib.closing(cleaning(unit, items_done, batch_size, min_abstract_words)) as parts:
+            for batch_parts in _batches(parts, batch_size):
+                batch_no += 1
+                items = _commit(batch_parts, batch_no, unit, sha, store, file_id, lake_dir, ingest_date)
+                seen += items
+                rate = (seen - items_done) / max(time.perf_counter() - started, 1e-9)
+                log(f"{unit.name}: {seen:,} items committed ({rate:,.0f} items/s)")
     except SourceFileError as exc:
         error = str(exc)
         log(f"{unit.name}: stopped early, records before the problem are kept: {error}")
@@ -132,53 +171,250 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
     )
 
 
-def _chunks(items: Iterator[SourceItem], size: int) -> Iterator[list[SourceItem]]:
-    """Batches of ``size`` items; a reader error surfaces after the last complete batch is yielded."""
-    chunk: list[SourceItem] = []
+# --- cleaning ------------------------------------------------------------------------------------------------
+
+def clean_parts(items: Iterable[SourceItem], *, input_file: str, batch_size: int, part_size: int,
+                min_abstract_words: int) -> Iterator[CleanedPart]:
+    """Clean source items into parts of at most ``part_size`` items; a part never spans two batches of
+    ``batch_size`` items (counted from the first item given). A ``SourceFileError`` from the reader is raised
+    after the part with the items before it has been yielded. A reader that yields something that is not a
+    source item is a bug: ``TypeError``.
+    """
+    size = min(part_size, batch_size)
+    documents: list[Document] = []
+    deletions: list[Deletion] = []
+    quarantined: list[Quarantined] = []
+    count = in_batch = 0
+
+    def part() -> CleanedPart:
+        # ingested_at is stamped again when the batch commits
+        return CleanedPart(count, documents_table(documents, input_file, _utcnow()), deletions, quarantined)
+
     try:
         for item in items:
-            chunk.append(item)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
+            if isinstance(item, SourceRecord):
+                cleaned = clean_record(item, min_abstract_words)
+                (documents if isinstance(cleaned, Document) else quarantined).append(cleaned)
+            elif isinstance(item, Deletion):
+                deletions.append(item)
+            elif isinstance(item, BadRecord):
+                quarantined.append(quarantine_of(item))
+            else:  # a reader bug, not bad data: say so loudly
+                raise TypeError(f"{input_file}: reader yielded {type(item).__name__}")
+            count += 1
+            in_batch += 1
+            if count >= size or in_batch >= batch_size:
+                yield part()
+                documents, deletions, quarantined, count = [], [], [], 0
+                in_batch %= batch_size
     except SourceFileError:
-        if chunk:
-            yield chunk
+        if count:
+            yield part()
         raise
-    if chunk:
-        yield chunk
+    if count:
+        yield part()
 
 
-def _clean_batch(chunk: list[SourceItem], number: int, unit: InputUnit, min_abstract_words: int) -> Batch:
-    batch = Batch(number=number, items=len(chunk))
-    for item in chunk:
-        if isinstance(item, SourceRecord):
-            cleaned = clean_record(item, min_abstract_words)
-            if isinstance(cleaned, Document):
-                batch.documents.append(cleaned)
-            else:
-                batch.quarantined.append(cleaned)
-        elif isinstance(item, Deletion):
-            batch.deletions.append(item)
-        elif isinstance(item, BadRecord):
-            batch.quarantined.append(quarantine_of(item))
-        else:  # a reader bug, not bad data: say so loudly
-            raise TypeError(f"{unit.name}: reader yielded {type(item).__name__}")
-    return batch
+def _clean_in_process(unit: InputUnit, skip: int, batch_size: int, min_abstract_words: int) -> Iterator[CleanedPart]:
+    """Cleaned parts of the unit's items after the first ``skip`` (already committed) ones, in this process."""
+    items = unit.read()
+    if skip:
+        items = itertools.islice(items, skip, None)
+    yield from clean_parts(items, input_file=unit.name, batch_size=batch_size, part_size=batch_size,
+                           min_abstract_words=min_abstract_words)
 
 
-def _commit(batch: Batch, unit: InputUnit, sha: str, store: IngestStore, file_id: int, lake_dir: Path,
-            ingest_date: dt.date) -> None:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    store.resolve_doc_ids(batch.documents)
-    if batch.documents:
-        table = documents_table(batch.documents, unit.name, now)
-        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, sha, batch.number)
-        batch.shards.append(write_shard(table, lake_dir, rel, kind="documents", source=unit.source,
-                                        ingest_date=ingest_date, batch=batch.number))
+# --- committing ----------------------------------------------------------------------------------------------
+
+def _batches(parts: Iterator[CleanedPart], batch_size: int) -> Iterator[list[CleanedPart]]:
+    """Parts grouped into batches of exactly ``batch_size`` items (the last may be smaller); after a
+    ``SourceFileError`` the incomplete batch before it is yielded, then the error raised."""
+    batch: list[CleanedPart] = []
+    items = 0
+    try:
+        for part in parts:
+            batch.append(part)
+            items += part.items
+            if items >= batch_size:
+                yield batch
+                batch, items = [], 0
+    except SourceFileError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _commit(parts: list[CleanedPart], number: int, unit: InputUnit, sha: str, store: IngestStore, file_id: int,
+            lake_dir: Path, ingest_date: dt.date) -> int:
+    """Write one batch's shards, then commit it; returns its number of items."""
+    now = _utcnow()
+    table = pa.concat_tables([p.documents for p in parts]) if len(parts) > 1 else parts[0].documents
+    stamp = table.schema.get_field_index("ingested_at")
+    table = table.set_column(stamp, DOCUMENT_SCHEMA.field("ingested_at"),
+                             pa.repeat(pa.scalar(now, DOCUMENT_SCHEMA.field("ingested_at").type), table.num_rows))
+    batch = Batch(number=number, items=sum(p.items for p in parts), documents=store.resolve_doc_ids(table),
+                  deletions=[d for p in parts for d in p.deletions],
+                  quarantined=[q for p in parts for q in p.quarantined])
+    if batch.documents.num_rows:
+        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, sha, number)
+        batch.shards.append(write_shard(batch.documents, lake_dir, rel, kind="documents", source=unit.source,
+                                        ingest_date=ingest_date, batch=number))
     if batch.deletions:
         table = deletions_table(batch.deletions, unit.name, now)
-        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, sha, batch.number)
+        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, sha, number)
         batch.shards.append(write_shard(table, lake_dir, rel, kind="deletions", source=unit.source,
-                                        ingest_date=ingest_date, batch=batch.number))
+                                        ingest_date=ingest_date, batch=number))
     store.commit(file_id, batch, now)
+    return batch.items
+
+
+# --- the reader process --------------------------------------------------------------------------------------
+
+_PART_ITEMS = 1000  # items per message: small, so committing starts soon after the reader does
+_QUEUE_PARTS = 4  # parts waiting to be sent at most (a few MB): the reader waits when committing lags
+_POLL_S = 1.0  # how often the reader checks, while it waits, that this process is still there
+_STOP_TIMEOUT_S = 5.0
+
+
+def _use_reader_process(unit: InputUnit, parallel: bool | None) -> bool:
+    """Whether to clean in a reader process: asked for (or a big unit), and this process may fork children."""
+    if parallel is False or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    if multiprocessing.current_process().daemon:  # daemonic processes cannot have children
+        return False
+    return parallel is True or unit.size() >= PARALLEL_MIN_BYTES
+
+
+def _clean_in_reader_process(unit: InputUnit, skip: int, batch_size: int,
+                             min_abstract_words: int) -> Iterator[CleanedPart]:
+    """Cleaned parts of the unit's items after the first ``skip``, made in a forked reader process.
+
+    A generator: closing it (or an error here) stops and reaps the reader process.
+    """
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    job = (unit.read, skip, unit.name, batch_size, min_abstract_words)
+    reader = context.Process(target=_reader_main, args=(job, sending, receiving, os.getpid()),
+                             name=f"kpe-reader-{unit.name}", daemon=True)
+    try:
+        reader.start()
+    finally:
+        sending.close()  # only the reader writes: its death then reads as end of file here, never a hang
+    try:
+        while True:
+            try:
+                kind, body = pickle.loads(receiving.recv_bytes())
+            except EOFError:
+                reader.join(_STOP_TIMEOUT_S)
+                raise RuntimeError(f"{unit.name}: the reader process died (exit code {reader.exitcode})") from None
+            if kind == "part":
+                yield body
+            elif kind == "end":
+                return
+            elif kind == "source_error":
+                path, problem, line, items_read = body
+                raise SourceFileError(path, problem, line=line, items_read=items_read)
+            else:
+                raise body
+    finally:
+        receiving.close()  # a reader blocked on a full pipe now fails to write and stops
+        _stop_process(reader)
+
+
+def _stop_process(reader: multiprocessing.process.BaseProcess) -> None:
+    """Stop the reader process (if still running) and reap it; never leaves it behind."""
+    if reader.is_alive():
+        reader.terminate()
+        reader.join(_STOP_TIMEOUT_S)
+        if reader.is_alive():
+            reader.kill()
+    reader.join()
+    reader.close()
+
+
+class _ParentGone(Exception):
+    """The ingesting process is gone (or stopped reading): the reader process stops."""
+
+
+def _stop_reader(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _reader_main(job: tuple, channel: Connection, parent_end: Connection, parent_pid: int) -> None:
+    """Body of the reader process: clean the unit and stream the parts to the parent.
+
+    Messages (pickled): ``("part", CleanedPart)``, then exactly one of ``("end", None)``,
+    ``("source_error", (path, problem, line, items_read))`` or ``("error", exception)``. A sender thread
+    writes them to the pipe while the main thread goes on parsing.
+    """
+    read, skip, input_file, batch_size, min_abstract_words = job
+    parent_end.close()  # so that the pipe breaks when the parent closes its end or dies
+    signal.signal(signal.SIGTERM, _stop_reader)  # the parent's handlers (Prefect's...) are not ours
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    gc.freeze()  # what we inherited is never garbage here: collections then only scan our own objects
+    outbox: queue_module.Queue[bytes | None] = queue_module.Queue(maxsize=_QUEUE_PARTS)
+    sender = threading.Thread(target=_send_all, args=(outbox, channel), name="kpe-reader-sender", daemon=True)
+    sender.start()
+
+    def send(kind: str, body: object) -> None:
+        _put(outbox, sender, pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL), parent_pid)
+
+    try:
+        try:
+            items = read()
+            if skip:
+                items = itertools.islice(items, skip, None)
+            for part in clean_parts(items, input_file=input_file, batch_size=batch_size, part_size=_PART_ITEMS,
+                                    min_abstract_words=min_abstract_words):
+                send("part", part)
+            send("end", None)
+        except (_ParentGone, SystemExit):
+            raise
+        except SourceFileError as exc:
+            send("source_error", (exc.path, exc.problem, exc.line, exc.items_read))
+        except BaseException as exc:  # noqa: BLE001 - every reader failure goes to the parent
+            send("error", _portable_exception(exc))
+        _put(outbox, sender, None, parent_pid)
+        sender.join()
+    except (_ParentGone, SystemExit):
+        return
+
+
+def _send_all(outbox: queue_module.Queue[bytes | None], channel: Connection) -> None:
+    """Reader process, sender thread: write queued messages to the pipe until the ``None`` sentinel."""
+    try:
+        while (payload := outbox.get()) is not None:
+            channel.send_bytes(payload)
+    except OSError:  # the parent closed its end (it stopped reading or died)
+        pass
+
+
+def _put(outbox: queue_module.Queue[bytes | None], sender: threading.Thread, payload: bytes | None,
+         parent_pid: int) -> None:
+    """Queue one message for the sender thread, waiting while it is full but never for a parent that is gone."""
+    while True:
+        if os.getppid() != parent_pid or not sender.is_alive():
+            raise _ParentGone
+        try:
+            outbox.put(payload, timeout=_POLL_S)
+            return
+        except queue_module.Full:
+            continue
+
+
+def _portable_exception(exc: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else a ``RuntimeError`` that names it; with the
+    reader's traceback as a note."""
+    details = "".join(traceback.format_exception(exc))
+    try:
+        portable = pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - unpicklable exception types are common (required init arguments)
+        portable = RuntimeError(f"{type(exc).__name__}: {exc}")
+    portable.add_note(f"raised in the reader process:\n{details}")
+    return portable

@@ -67,6 +67,31 @@ def write_documents(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any
         con.unregister("_incoming_documents")
 
 
+def insert_new_documents(con: duckdb.DuckDBPyConnection, table: pa.Table, now: dt.datetime, file_id: int) -> None:
+    """Insert documents that are not stored yet straight from their shard table (``kpe.shards.DOCUMENT_SCHEMA``)
+    and register their aliases; call inside a transaction, after checking that no ``doc_id`` exists.
+
+    The rows are what ``kpe.merge.merge_document`` makes of a new document (sources ``[source]``, aliases
+    sorted and unique, ``first_seen = updated_at = now``), without a Python dict per row.
+    """
+    if table.num_rows == 0:
+        return
+    con.register("_new_documents", table)
+    try:
+        con.execute(
+            f"INSERT INTO documents ({_COLUMNS}) SELECT doc_id, source, source_id, [source], "
+            "list_sort(list_distinct(aliases)), title, abstract, version, language, journal, year, pub_date, doi, "
+            "pmid, keywords, mesh, publication_types, content_hash, ?, ?, FALSE, NULL, ? FROM _new_documents",
+            [now, now, file_id],
+        )
+        con.execute(
+            "INSERT INTO doc_aliases SELECT DISTINCT alias, doc_id FROM "
+            "(SELECT unnest(aliases) AS alias, doc_id FROM _new_documents) ON CONFLICT DO NOTHING"
+        )
+    finally:
+        con.unregister("_new_documents")
+
+
 def apply_deletions(con: duckdb.DuckDBPyConnection, deletions: Sequence[tuple[str, str]], file_id: int,
                     now: dt.datetime) -> int:
     """Mark documents deleted for ``(source, source_id)`` pairs; record every deletion. Returns documents deleted.

@@ -1,0 +1,362 @@
+"""Extraction speed (and optionally quality): the kpe engine vs plain KeyBERT vs the encoder-only floor.
+
+    python benchmarks/extract.py [--docs 500] [--threads 2] [--device cpu|cuda] [--json] [--quality] [--levers]
+    python benchmarks/extract.py --rss-file ../shared/data/pubmed/full_files/pubmed20n0014.xml.gz
+
+Documents: the first N records with an abstract of pubmed21n1298.xml.gz (shared data), text =
+``document_text(title, abstract)``. Every method uses the same SentenceTransformer loaded from the same
+directory, the same torch thread count, and the same documents, in one process; each first runs once on 8
+other documents (warm-up, not timed). Timed:
+
+* floor: one ``model.encode(docs)`` (sentence-transformers defaults): the documents' embeddings alone;
+* keybert: ``KeyBERT(model).extract_keywords(docs, keyphrase_ngram_range=(1, 3), stop_words="english", top_n=10)``;
+* kpe: ``KeyphraseEngine(ExtractionConfig(threads=...))`` with an empty embedding cache (cold: only phrases
+  repeated inside the N documents hit), then again on the same documents (warm: every phrase cached);
+* kpe-keybert: ``ExtractionConfig.keybert()`` (KeyBERT's own candidates, all encoded): its top-10 agreement
+  with plain KeyBERT (share of KeyBERT's top-10 phrases it also returns) checks the fast path reproduces it.
+
+``--quality`` adds macro F1@5 / F1@10 over present gold (``kpe.evaluate.metrics``, strict ``/k``) on Inspec
+dev (500) and a PubMed silver set (the first 500 records of pubmed21n1298 with an author keyword in the
+text), kpe vs plain KeyBERT. ``--levers`` times each speed lever on its own (cumulative). ``--rss-file``
+runs the default engine alone, in a child process, over every abstract of a MEDLINE file in batches of
+``settings.extract_batch_size`` and reports its peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DATA = Path(os.environ.get("KPE_SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
+PUBMED_FILE = DATA / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
+INSPEC_DEV = DATA / "keyphrase" / "inspec_dev.jsonl"
+WARMUP_DOCS = 8
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def medline_abstracts(path: Path, n: int | None, skip: int = 0) -> list[str]:
+    """``document_text`` of the first ``n`` records with an abstract (after ``skip`` of them)."""
+    from kpe.extract.methods import document_text
+    from kpe.records import SourceRecord
+    from kpe.sources.pubmed import iter_medline
+
+    records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
+    stop = None if n is None else skip + n
+    return [document_text(r.title, r.abstract) for r in islice(records, skip, stop)]
+
+
+def inspec_dev() -> tuple[list[str], list[list[str]]]:
+    from kpe.extract.methods import document_text
+
+    texts, gold = [], []
+    with INSPEC_DEV.open() as fh:
+        for line in fh:
+            obj = json.loads(line)
+            texts.append(document_text(obj.get("title"), obj.get("abstract")))
+            gold.append(list(obj["keyphrases"]))
+    return texts, gold
+
+
+def pubmed_silver(n: int = 500) -> tuple[list[str], list[list[str]]]:
+    """The first ``n`` records of the file whose author keywords occur in the text (gold: all their keywords)."""
+    from kpe.evaluate.silver import silver_document
+    from kpe.records import SourceRecord
+    from kpe.sources.pubmed import iter_medline
+
+    texts, gold = [], []
+    for rec in iter_medline(PUBMED_FILE):
+        if isinstance(rec, SourceRecord) and rec.keywords:
+            doc = silver_document(rec.source_id, rec.title, rec.abstract, rec.keywords)
+            if doc is not None:
+                texts.append(doc.text)
+                gold.append(list(doc.keyphrases))
+                if len(texts) >= n:
+                    break
+    return texts, gold
+
+
+def macro_present_f1(predicted: list[list[str]], gold: list[list[str]], texts: list[str]) -> dict[str, float]:
+    from kpe.evaluate.metrics import evaluate_predictions
+
+    macro = evaluate_predictions(predicted, gold, texts)["macro"]["present"]
+    return {"f1@5": round(macro["f1@5"], 4), "f1@10": round(macro["f1@10"], 4)}
+
+
+def agreement(ours: list[list[str]], theirs: list[list[str]]) -> float:
+    """Share of ``theirs``' phrases (case-insensitive) that ``ours`` also returns for the same document."""
+    total = hit = 0
+    for mine, ref in zip(ours, theirs):
+        mine_set = {p.lower() for p in mine}
+        total += len(ref)
+        hit += sum(p.lower() in mine_set for p in ref)
+    return hit / total if total else 1.0
+
+
+class Bench:
+    """One model, one thread setting, one set of documents; every method timed the same way."""
+
+    def __init__(self, docs: list[str], warmup: list[str], threads: int, device: str) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from kpe.encoders import resolve_encoder
+
+        torch.set_num_threads(threads)
+        self.docs, self.warmup, self.threads, self.device = docs, warmup, threads, device
+        self.model_path = resolve_encoder(None)
+        self.model = SentenceTransformer(self.model_path, device=device)
+        self.tmp = tempfile.TemporaryDirectory(prefix="kpe-bench-")
+
+    def timed(self, fn: Any, docs: list[str] | None = None) -> tuple[float, Any]:
+        fn(self.warmup)
+        t = time.perf_counter()
+        out = fn(docs if docs is not None else self.docs)
+        return time.perf_counter() - t, out
+
+    def floor(self) -> float:
+        seconds, _ = self.timed(lambda d: self.model.encode(d, show_progress_bar=False))
+        return seconds
+
+    def keybert(self, docs: list[str] | None = None) -> tuple[float, list[list[str]]]:
+        from keybert import KeyBERT
+
+        kb = KeyBERT(self.model)
+
+        def run(d: list[str]) -> list[list[str]]:
+            out = kb.extract_keywords(d, keyphrase_ngram_range=(1, 3), stop_words="english", top_n=10)
+            out = [out] if len(d) == 1 else out
+            return [[p for p, _ in r] for r in out]
+
+        return self.timed(run, docs)
+
+    def engine(self, name: str, **overrides: Any) -> Any:
+        from kpe.extract.config import ExtractionConfig
+        from kpe.extract.engine import KeyphraseEngine
+
+        base = ExtractionConfig.keybert if overrides.pop("keybert", False) else ExtractionConfig
+        config = base(threads=self.threads, device=self.device, **overrides)
+        return KeyphraseEngine(config, model_path=self.model_path, cache_dir=Path(self.tmp.name) / name)
+
+    def kpe(self, engine: Any, docs: list[str] | None = None, warm: bool = True) -> tuple[float, list[list[str]]]:
+        def run(d: list[str]) -> list[list[str]]:
+            return [[kp.phrase for kp in r] for r in engine.extract(d)]
+
+        if not warm:
+            t = time.perf_counter()
+            out = run(docs if docs is not None else self.docs)
+            return time.perf_counter() - t, out
+        return self.timed(run, docs)
+
+
+def engine_stats(engine: Any, n_docs: int) -> dict[str, Any]:
+    counts = dict(engine.ranker.counts)
+    docs = max(counts.get("documents", 0), 1)
+    stats = {
+        "candidates_per_doc": round(counts.get("candidates", 0) / docs, 1),
+        "kept_per_doc": round(counts.get("kept", 0) / docs, 1),
+        "encoded_phrases_per_doc": round(counts.get("encoded_phrases", 0) / docs, 1),
+        "stage_seconds": {k: round(v, 2) for k, v in engine.stage_seconds.items()},
+    }
+    if engine.cache is not None:
+        stats["cache_hit_rate"] = round(engine.cache.stats.hit_rate, 3)
+    return stats
+
+
+def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> list[dict]:
+    """Each lever cumulatively, timed on the benchmark documents (and scored when quality sets are given)."""
+    steps = [
+        ("plain KeyBERT", None),
+        ("KeyBERT candidates, batch-deduped, length-sorted token batches (fp32)", dict(keybert=True, use_cache=False)),
+        ("+ our stop-word-bounded candidates", dict(prefilter="none", use_cache=False)),
+        ("+ contextual first pass, top 30 to the phrase pass", dict(use_cache=False)),
+        ("+ embedding cache (cold: repeats inside the batch)", dict()),
+        ("+ embedding cache warm (every phrase seen before)", "warm"),
+        ("contextual candidate embeddings only (no phrase pass)", dict(candidate_embedding="contextual", use_cache=False)),
+        ("static first pass instead of contextual", dict(prefilter="static", use_cache=False)),
+        ("int8 dynamic quantisation (default config)", dict(precision="int8", use_cache=False)),
+        ("bf16 autocast (default config)", dict(precision="bf16", use_cache=False)),
+    ]
+    rows = []
+    last_engine = None
+    for label, overrides in steps:
+        if overrides is None:
+            row = {"lever": label, "docs_per_s": round(keybert_dps, 2)}
+        elif overrides == "warm":
+            seconds, _ = bench.kpe(last_engine, warm=False)
+            row = {"lever": label, "docs_per_s": round(len(bench.docs) / seconds, 2)}
+        else:
+            engine = bench.engine(label.split()[0].strip("+") + str(len(rows)), **overrides)
+            seconds, _ = bench.kpe(engine)
+            row = {"lever": label, "docs_per_s": round(len(bench.docs) / seconds, 2), **engine_stats(engine, len(bench.docs))}
+            if quality_sets is not None:
+                for name, (texts, gold) in quality_sets.items():
+                    preds = [[kp.phrase for kp in r] for r in engine.extract(texts)]
+                    row[name] = macro_present_f1(preds, gold, texts)
+            last_engine = engine
+        row["speedup_vs_keybert"] = round(row["docs_per_s"] / keybert_dps, 2)
+        rows.append(row)
+        print(f"  {row['docs_per_s']:8.2f} docs/s  x{row['speedup_vs_keybert']:<6}  {label}", file=sys.stderr, flush=True)
+    return rows
+
+
+def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
+    docs = medline_abstracts(PUBMED_FILE, args.docs)
+    warmup = medline_abstracts(PUBMED_FILE, WARMUP_DOCS, skip=args.docs)
+    bench = Bench(docs, warmup, args.threads, args.device)
+    n = len(docs)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    floor_s = bench.floor()
+    log(f"floor: {n / floor_s:.2f} docs/s")
+    keybert_s, keybert_out = bench.keybert()
+    log(f"keybert: {n / keybert_s:.2f} docs/s")
+    engine = bench.engine("kpe")
+    kpe_s, kpe_out = bench.kpe(engine)
+    cold_stats = engine_stats(engine, n)
+    warm_s, _ = bench.kpe(engine, warm=False)
+    log(f"kpe: {n / kpe_s:.2f} docs/s cold cache, {n / warm_s:.2f} warm")
+    kb_engine = bench.engine("kpe-keybert", keybert=True, use_cache=False)
+    kbm_s, kbm_out = bench.kpe(kb_engine)
+    log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
+
+    result: dict[str, Any] = {
+        "n_docs": n,
+        "threads": args.threads,
+        "device": args.device,
+        "warmup_docs": WARMUP_DOCS,
+        "model": bench.model_path,
+        "floor_docs_per_s": round(n / floor_s, 2),
+        "keybert_docs_per_s": round(n / keybert_s, 2),
+        "kpe_docs_per_s": round(n / kpe_s, 2),
+        "kpe_warm_cache_docs_per_s": round(n / warm_s, 2),
+        "kpe_keybert_mode_docs_per_s": round(n / kbm_s, 2),
+        "speedup_vs_keybert": round(keybert_s / kpe_s, 2),
+        "speedup_vs_keybert_warm_cache": round(keybert_s / warm_s, 2),
+        "kpe_vs_floor": round(floor_s / kpe_s, 3),
+        "top10_agreement": round(agreement(kbm_out, keybert_out), 4),
+        "top10_agreement_default_config": round(agreement(kpe_out, keybert_out), 4),
+        "kpe": {"config_hash": engine.config_hash, "config": json.loads(engine.resolved_config.to_json()), **cold_stats},
+        "kpe_keybert_mode": engine_stats(kb_engine, n),
+    }
+    quality_sets = None
+    if args.quality or args.levers_quality:
+        quality_sets = {"inspec_dev": inspec_dev(), "pubmed_silver": pubmed_silver(500)}
+    if args.quality:
+        quality: dict[str, Any] = {}
+        for name, (texts, gold) in quality_sets.items():
+            _, kb_pred = bench.keybert(texts)
+            fresh = bench.engine(f"quality-{name}")
+            ours = [[kp.phrase for kp in r] for r in fresh.extract(texts)]
+            kbm = [[kp.phrase for kp in r] for r in kb_engine.extract(texts)]
+            quality[name] = {
+                "n_docs": len(texts),
+                "keybert": macro_present_f1(kb_pred, gold, texts),
+                "kpe": macro_present_f1(ours, gold, texts),
+                "kpe_keybert_mode": macro_present_f1(kbm, gold, texts),
+                "kpe_keybert_mode_top10_agreement": round(agreement(kbm, kb_pred), 4),
+            }
+            log(f"quality {name}: {quality[name]}")
+        result["quality"] = quality
+    if args.levers or args.levers_quality:
+        result["levers"] = run_levers(bench, n / keybert_s, quality_sets if args.levers_quality else None)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["load_average"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def rss_phase(path: Path, threads: int, limit: int | None) -> dict[str, Any]:
+    """Child process: the default engine alone over a whole file, in warehouse-sized batches."""
+    import torch
+
+    from kpe.extract.config import ExtractionConfig
+    from kpe.extract.engine import KeyphraseEngine
+    from kpe.settings import get_settings
+
+    torch.set_num_threads(threads)
+    batch = get_settings().extract_batch_size
+    with tempfile.TemporaryDirectory(prefix="kpe-rss-") as tmp:
+        engine = KeyphraseEngine(ExtractionConfig(threads=threads), cache_dir=Path(tmp))
+        docs = medline_abstracts(path, limit)
+        t = time.perf_counter()
+        n_phrases = 0
+        for start in range(0, len(docs), batch):
+            n_phrases += sum(len(r) for r in engine.extract(docs[start : start + batch]))
+        seconds = time.perf_counter() - t
+        stats = engine_stats(engine, len(docs))
+        engine.close()
+    return {"file": path.name, "n_docs": len(docs), "batch": batch, "seconds": round(seconds, 1),
+            "docs_per_s": round(len(docs) / seconds, 2), "keyphrases": n_phrases, "peak_rss_mb": round(peak_rss_mb(), 1), **stats}
+
+
+def print_summary(r: dict[str, Any]) -> None:
+    print(f"{r['n_docs']} MEDLINE abstracts, {r['threads']} threads, {r['device']}, warm-up on {r['warmup_docs']} other docs excluded")
+    print(f"  encoder-only floor  {r['floor_docs_per_s']:8.2f} docs/s")
+    print(f"  plain KeyBERT       {r['keybert_docs_per_s']:8.2f} docs/s")
+    print(f"  kpe (cold cache)    {r['kpe_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert']} vs KeyBERT, {r['kpe_vs_floor']:.2f} of the floor")
+    print(f"  kpe (warm cache)    {r['kpe_warm_cache_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_warm_cache']} vs KeyBERT")
+    print(f"  kpe keybert mode    {r['kpe_keybert_mode_docs_per_s']:8.2f} docs/s   top-10 agreement with KeyBERT {r['top10_agreement']:.4f}")
+    print(f"  default config's top-10 agreement with KeyBERT {r['top10_agreement_default_config']:.4f} (other candidates)")
+    print(f"  kpe: {r['kpe']['candidates_per_doc']} candidates/doc, {r['kpe']['kept_per_doc']} to the phrase pass, "
+          f"{r['kpe']['encoded_phrases_per_doc']} encoded/doc; stages {r['kpe']['stage_seconds']}")
+    for name, q in r.get("quality", {}).items():
+        print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe keybert mode {q['kpe_keybert_mode']}")
+    for row in r.get("levers", []):
+        print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} {row['lever']}")
+    print(f"  peak RSS {r['peak_rss_mb']} MB (whole benchmark process); load average {r['load_average']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quality", action="store_true", help="macro F1@5/@10 present on Inspec dev and PubMed silver")
+    parser.add_argument("--levers", action="store_true", help="time each speed lever")
+    parser.add_argument("--levers-quality", action="store_true", help="time and score each lever (slow)")
+    parser.add_argument("--rss-file", type=Path, help="peak RSS of the engine alone over every abstract of this file")
+    parser.add_argument("--rss-limit", type=int, default=None, help="at most this many abstracts for --rss-file")
+    parser.add_argument("--_rss-child", dest="rss_child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.rss_file is not None:
+        if args.rss_child:
+            print(json.dumps(rss_phase(args.rss_file, args.threads, args.rss_limit)))
+            return
+        cmd = [sys.executable, __file__, "--rss-file", str(args.rss_file), "--threads", str(args.threads), "--_rss-child"]
+        if args.rss_limit:
+            cmd += ["--rss-limit", str(args.rss_limit)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return
+
+    result = main_benchmark(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_summary(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Fine-tuning benchmark: train a model, then compare methods on the dev sets.
+
+    # ingest one MEDLINE file into a benchmark lake + warehouse (PubMed silver train/dev)
+    python benchmarks/train.py lake --out runs/bench/pubmed [--file PATH]
+
+    # train (any kpe.train option after the known ones); prints time, steps, samples/s, validation + dev metrics
+    python benchmarks/train.py train --kind tagger --train-data inspec --output-dir runs/bench/tagger --eval inspec_dev
+
+    # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
+    python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
+        --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
+
+The PubMed silver dev split is ``kpe.splits.split_of(doc_id) == "dev"`` of the lake's documents whose author
+keywords occur in the text (``kpe.train.data.silver_docs``, the rule of ``kpe.evaluate.silver``).
+Timings on a shared machine are noisy: say so when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED = Path(os.environ.get("KPE_SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
+DEFAULT_MEDLINE = SHARED / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
+
+
+def build_lake(out: Path, medline: Path) -> dict[str, Any]:
+    """Ingest one MEDLINE file with the project's ingest code into ``out/lake`` + ``out/warehouse.duckdb``."""
+    from kpe.ingest import ingest_unit
+    from kpe.inputs import InputSpec, unit_from_spec
+    from warehouse.db import connect
+    from warehouse.ingest_store import DuckDBIngestStore
+
+    out.mkdir(parents=True, exist_ok=True)
+    con = connect(out / "warehouse.duckdb")
+    unit = unit_from_spec(InputSpec(source="pubmed", name=medline.name, uri=str(medline), paths=[str(medline)]))
+    started = time.perf_counter()
+    report = ingest_unit(unit, DuckDBIngestStore(con), lake_dir=out / "lake", batch_size=5000, min_abstract_words=5)
+    con.close()
+    return {"seconds": time.perf_counter() - started, "report": report if isinstance(report, dict) else str(report)}
+
+
+def eval_sets(names: list[str], lake: Path | None, limit: int | None) -> dict[str, list[Any]]:
+    """Gold documents of each named set (benchmark names of ``kpe.evaluate.benchmarks`` or ``pubmed_silver_dev``)."""
+    from kpe.evaluate.benchmarks import GoldDocument, load_jsonl, resolve_benchmark
+    from kpe.splits import split_of
+    from kpe.train.data import silver_docs
+
+    sets = {}
+    for name in names:
+        if name == "pubmed_silver_dev":
+            if lake is None:
+                raise SystemExit("pubmed_silver_dev needs --lake (a folder made by `benchmarks/train.py lake`)")
+            docs = [GoldDocument(d.doc_id, d.text, tuple(d.keyphrases))
+                    for d in silver_docs(lake / "lake", lake / "warehouse.duckdb") if split_of(d.doc_id) == "dev"]
+            sets[name] = docs[:limit] if limit else docs
+        else:
+            _, _, path = resolve_benchmark(name, SHARED)
+            sets[name] = load_jsonl(path, limit=limit)
+    return sets
+
+
+def score(method: str, model_path: str | None, docs: list[Any], dataset: str, config: Any = None) -> dict[str, Any]:
+    """Run one method over one set with the evaluation harness; returns the headline numbers."""
+    from kpe.evaluate.harness import evaluate_method
+
+    result = evaluate_method(method, docs, model_path, config, dataset=dataset, split="dev", progress=False)
+    present = result["macro"]["present"]
+    return {"method": method, "dataset": dataset, "n_docs": result["n_docs"],
+            "f1@5": present["f1@5"], "f1@10": present["f1@10"], "f1@M": present["f1@M"],
+            "mean_predicted": result["n_pred"] / max(result["n_docs"], 1),
+            "seconds": result["seconds"], "load_seconds": result["load_seconds"]}
+
+
+def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
+    from kpe.train.loop import _parser, train
+    from kpe.train.config import TrainConfig
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = vars(_parser().parse_args(rest))
+    options.setdefault("shared_data_dir", SHARED)
+    config = TrainConfig(**options)
+    result = train(config)
+    summary = {"kind": result.kind, "model_dir": str(result.model_dir), "train_seconds": round(result.seconds, 1),
+               "steps": result.steps, "samples_per_second": round(result.metrics.get("train_samples_per_second", 0), 2),
+               "validation": {k: v for k, v in result.metrics.items() if k != "train_samples_per_second"},
+               "data": result.data_summary, "dev": {}}
+    method = {"tagger": "tagger", "joint": "joint", "mlm": "keybert-ft"}[result.kind]
+    for name, docs in eval_sets(args.eval, args.lake, args.limit).items():
+        summary["dev"][name] = score(method, str(result.model_dir), docs, name)
+    print(json.dumps(summary, indent=2, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    methods: list[tuple[str, str | None]] = [("keybert", None)]
+    if args.kpe:
+        methods.append(("kpe", None))
+    if args.tagger:
+        methods += [("tagger", args.tagger)]
+    if args.joint:
+        methods.append(("joint", args.joint))
+    if args.tagger or args.keybert_ft:
+        methods.append(("keybert-ft", args.keybert_ft or args.tagger))
+    if args.tagger:
+        methods.append(("hybrid", args.tagger))
+    if args.mlm_tagger:
+        methods.append(("tagger", args.mlm_tagger))
+    rows = []
+    for name, docs in eval_sets(args.sets, args.lake, args.limit).items():
+        for method, path in methods:
+            try:
+                row = score(method, path, docs, name)
+            except Exception as exc:  # noqa: BLE001 - a missing module must not hide the other rows
+                row = {"method": method, "dataset": name, "error": f"{type(exc).__name__}: {exc}"}
+            row["model"] = path or "packaged MiniLM"
+            rows.append(row)
+            print(json.dumps(row, default=str), flush=True)
+    print("\n| set | method | model | docs | F1@5 | F1@10 | F1@M | preds/doc | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['dataset']} | {r['method']} | {r['model']} | - | error: {r['error']} | | | | |")
+        else:
+            print(f"| {r['dataset']} | {r['method']} | {Path(r['model']).parent.name or r['model']} | {r['n_docs']} "
+                  f"| {r['f1@5']:.4f} | {r['f1@10']:.4f} | {r['f1@M']:.4f} | {r['mean_predicted']:.1f} "
+                  f"| {r['seconds']:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_lake = sub.add_parser("lake", help="ingest a MEDLINE file into a benchmark lake + warehouse")
+    p_lake.add_argument("--out", type=Path, required=True)
+    p_lake.add_argument("--file", type=Path, default=DEFAULT_MEDLINE)
+    p_train = sub.add_parser("train", help="train (other options go to kpe.train), then score on --eval sets")
+    p_train.add_argument("--eval", nargs="*", default=["inspec_dev"])
+    p_train.add_argument("--lake", type=Path, default=None, help="benchmark lake folder (for pubmed_silver_dev)")
+    p_train.add_argument("--limit", type=int, default=None)
+    p_train.add_argument("--json", type=Path, default=None)
+    p_table = sub.add_parser("table", help="compare methods on dev sets")
+    p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
+    p_table.add_argument("--tagger", default=None)
+    p_table.add_argument("--joint", default=None)
+    p_table.add_argument("--keybert-ft", default=None, help="encoder dir for keybert-ft (default: the tagger's)")
+    p_table.add_argument("--mlm-tagger", default=None, help="a tagger started from the MLM encoder")
+    p_table.add_argument("--kpe", action="store_true", help="also the project's KeyBERT engine (kpe)")
+    p_table.add_argument("--lake", type=Path, default=None)
+    p_table.add_argument("--limit", type=int, default=None)
+    p_table.add_argument("--json", type=Path, default=None)
+    args, rest = parser.parse_known_args()
+    if args.cmd == "lake":
+        print(json.dumps(build_lake(args.out, args.file), indent=2, default=str))
+    elif args.cmd == "train":
+        cmd_train(args, rest)
+    else:
+        if rest:
+            parser.error(f"unknown options: {rest}")
+        cmd_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Reports of evaluation results: flat table rows, a rich table, F1@k curves (PNG) and a markdown page."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from kpe.evaluate.metrics import KS
+
+CURVE_KS: tuple[int, ...] = KS
+
+
+def table_rows(results: Sequence[dict]) -> list[dict]:
+    """One flat row per result: the headline numbers (macro F1 over present and all gold, micro F1@5
+    over all gold as in SIFRank / PromptRank) and the timing."""
+    rows = []
+    for r in results:
+        row = {"dataset": r["dataset"], "method": r["method"], "n_docs": r["n_docs"]}
+        for gold_set in ("present", "all"):
+            for k in ("5", "10", "M"):
+                row[f"macro_{gold_set}_f1@{k}"] = round(r["macro"][gold_set][f"f1@{k}"], 4)
+        row["micro_all_f1@5"] = round(r["micro"]["all"]["f1@5"], 4)
+        row["seconds"] = round(r["seconds"], 2)
+        rows.append(row)
+    return rows
+
+
+_RICH_COLUMNS = (
+    ("dataset", "dataset"), ("method", "method"), ("n_docs", "docs"),
+    ("macro_present_f1@5", "F1@5 pres"), ("macro_present_f1@10", "F1@10 pres"), ("macro_present_f1@M", "F1@M pres"),
+    ("macro_all_f1@5", "F1@5 all"), ("macro_all_f1@10", "F1@10 all"), ("micro_all_f1@5", "µF1@5 all"),
+    ("seconds", "s"),
+)
+
+
+def rich_table(results: Sequence[dict], title: str = "Keyphrase evaluation") -> Table:
+    """The headline numbers of :func:`table_rows` as a rich table (F1 as percentages)."""
+    table = Table(
+        title=title,
+        caption="F1@k pres/all: macro F1 over present/all gold (P@k = TP/k); µF1@5 all: micro, pooled counts",
+    )
+    for _, header in _RICH_COLUMNS:
+        table.add_column(header, justify="left" if header in ("dataset", "method") else "right")
+    for row in table_rows(results):
+        table.add_row(*(f"{100 * row[key]:.2f}" if "f1@" in key else str(row[key]) for key, _ in _RICH_COLUMNS))
+    return table
+
+
+def plot_f1_curves(results: Sequence[dict], out_path: Path | str, ks: Sequence[int] = CURVE_KS) -> Path:
+    """PNG of macro F1@k against k, one panel per dataset, one line per method (solid: present gold,
+    dashed: all gold). Uses the Agg backend; returns the file written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in results)) or ["(none)"]
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False, sharey=True)
+    for ax, dataset in zip(axes[0], datasets):
+        for r in (r for r in results if r["dataset"] == dataset):
+            for gold_set, style in (("present", "-"), ("all", "--")):
+                ys = [r["macro"][gold_set][f"f1@{k}"] for k in ks]
+                label = f"{r['method']} ({gold_set})"
+                ax.plot(ks, ys, style, marker="o", color=colors[r["method"]], label=label)
+        ax.set_title(dataset)
+        ax.set_xlabel("k")
+        ax.set_xticks(list(ks))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("macro F1@k")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def markdown_report(results: Sequence[dict], png_path: Path | str | None = None, failures: Sequence[str] = ()) -> str:
+    """A markdown page: the results table, the F1@k figure embedded as a data URI plus its path, and
+    any method that failed."""
+    rows = table_rows(results)
+    lines = ["# Keyphrase evaluation", ""]
+    if rows:
+        columns = list(rows[0])
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+    else:
+        lines.append("No results.")
+    lines += [
+        "",
+        "Macro F1 = mean of per-document F1 (precision at k divided by k even when fewer are predicted); "
+        "micro F1@5 = from TP/predicted/gold counts pooled over the corpus (SIFRank / PromptRank protocol). "
+        "Matching: hyphens split, lowercase, Porter stems, exact sequence match.",
+    ]
+    if png_path is not None:
+        png_path = Path(png_path)
+        data = base64.b64encode(png_path.read_bytes()).decode("ascii")
+        lines += ["", f"![F1@k per method and dataset](data:image/png;base64,{data})", "", f"Figure file: `{png_path.resolve()}`"]
+    if failures:
+        lines += ["", "## Failed", ""] + [f"- {failure}" for failure in failures]
+    return "\n".join(lines) + "\n"

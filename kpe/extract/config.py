@@ -1,0 +1,97 @@
+"""Extraction settings: one frozen object, hashed into every stored result so a change of settings shows in the data.
+
+Usage::
+
+    config = ExtractionConfig(top_n=10, diversity=0.3)
+    config.config_hash()        # '3f1c...' (16 hex), stored with every keyphrase
+    ExtractionConfig.keybert()  # the settings that reproduce plain KeyBERT
+
+Fields that change *what* is extracted enter the hash; fields that only change *how fast* (batch size,
+threads, device, the embedding cache) do not (``RUNTIME_FIELDS``), so re-running with more threads does not
+make every stored result look stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+
+#: Settings that do not change the extracted phrases (left out of ``config_hash``).
+RUNTIME_FIELDS: frozenset[str] = frozenset({"batch_tokens", "use_cache", "threads", "device", "cache_memory_items"})
+
+
+class ExtractionConfig(BaseModel):
+    """How the KeyBERT-style engine extracts keyphrases (see ``kpe.extract.engine``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    top_n: int = Field(10, ge=1, description="Keyphrases returned per document")
+    ngram_range: tuple[int, int] = Field((1, 3), description="Words per candidate (min, max)")
+    candidate_mode: Literal["phrases", "keybert"] = Field(
+        "phrases", description="phrases: stop-word-bounded n-grams (ours); keybert: KeyBERT's CountVectorizer n-grams"
+    )
+    max_candidates: int | None = Field(None, ge=1, description="Cap on candidates per document (first occurrences)")
+    diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR diversity; None: plain cosine ranking")
+    use_maxsum: bool = Field(False, description="Max Sum Distance over the nr_candidates best candidates")
+    nr_candidates: int = Field(20, ge=1, description="Candidates Max Sum Distance chooses from")
+    drop_subphrases: bool = Field(False, description="Drop a phrase whose words lie inside a better-ranked phrase")
+    prefilter: Literal["none", "contextual", "static"] = Field(
+        "contextual",
+        description="Cheap first pass that keeps prefilter_k candidates per document for the full encoder pass: "
+        "contextual = mean of the document pass's token vectors over the candidate's occurrences; "
+        "static = mean of the encoder's input token embeddings",
+    )
+    prefilter_k: int = Field(30, ge=1, description="Candidates per document kept by the prefilter")
+    doc_embedding: Literal["truncate", "chunks"] = Field(
+        "truncate",
+        description="truncate: the encoder sees the first max_seq_length word pieces; chunks: mean of the "
+        "embeddings of consecutive windows covering the whole text",
+    )
+    candidate_embedding: Literal["phrase", "contextual"] = Field(
+        "phrase", description="phrase: each candidate encoded on its own (KeyBERT); contextual: pooled token vectors"
+    )
+    precision: Precision = Field(
+        "auto", description="auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX) or on CUDA, else fp32"
+    )
+    # --- runtime only: not part of config_hash ---
+    batch_tokens: int = Field(8192, ge=64, description="Padded tokens per encoder batch (length-sorted batches)")
+    use_cache: bool = Field(True, description="Persistent candidate-embedding cache under settings.cache_dir")
+    cache_memory_items: int = Field(200_000, ge=0, description="In-memory LRU entries in front of the disk cache")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave torch's default)")
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...")
+
+    @model_validator(mode="after")
+    def _check(self) -> ExtractionConfig:
+        low, high = self.ngram_range
+        if not 1 <= low <= high:
+            raise ValueError(f"ngram_range must be (low, high) with 1 <= low <= high, got {self.ngram_range}")
+        if self.use_maxsum and self.diversity is not None:
+            raise ValueError("choose one diversification: diversity (MMR) or use_maxsum, not both")
+        if self.use_maxsum and self.nr_candidates < self.top_n:
+            raise ValueError(f"nr_candidates ({self.nr_candidates}) must be >= top_n ({self.top_n}) for Max Sum")
+        return self
+
+    @classmethod
+    def keybert(cls, **overrides: object) -> ExtractionConfig:
+        """The settings that reproduce plain ``KeyBERT.extract_keywords(docs, (1, 3), "english", top_n=10)``."""
+        values: dict[str, object] = dict(candidate_mode="keybert", prefilter="none", precision="fp32")
+        values.update(overrides)
+        return cls(**values)
+
+    def canonical(self) -> dict:
+        """The settings that define the result, as plain JSON-able data (runtime fields left out)."""
+        return self.model_dump(mode="json", exclude=set(RUNTIME_FIELDS))
+
+    def config_hash(self) -> str:
+        """First 16 hex digits of the sha256 of the canonical JSON of :meth:`canonical`."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        """All settings (runtime ones included) as a JSON object, keys sorted."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)

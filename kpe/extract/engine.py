@@ -1,0 +1,276 @@
+"""The KeyBERT-style extraction engine: candidates -> (cheap first pass) -> phrase embeddings (cached) -> ranking.
+
+Usage::
+
+    engine = KeyphraseEngine(ExtractionConfig(top_n=10))
+    ranked = engine.extract([document_text(title, abstract), ...])   # list[list[Keyphrase]], best first
+
+    # candidates from elsewhere (e.g. a tagger's spans), ranked by the same encoder and strategy:
+    ranker = engine.ranker
+    ranked = ranker.rank(docs, [["heart failure", "dapagliflozin"], [...]])
+
+How one batch of documents is processed (``KeyBERTRanker.rank``):
+
+1. one encoder pass over each document gives its embedding (the first ``max_seq_length`` word pieces,
+   as in KeyBERT; or the mean over windows with ``doc_embedding="chunks"``) and, for the contextual first
+   pass, a vector for every word piece (every window of the document is encoded for that);
+2. the first pass scores every candidate by the cosine between the document embedding and the mean of
+   its occurrences' token vectors, and keeps the ``prefilter_k`` best per document (``prefilter="none"``
+   keeps all: plain KeyBERT);
+3. kept candidates are deduplicated over the batch, looked up in the embedding cache, and the misses are
+   encoded on their own (KeyBERT's phrase embeddings) in length-sorted batches;
+4. candidates are ranked by cosine to the document, or with MMR / Max Sum Distance.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from kpe.extract.candidates import Candidate, KeyBERTCandidates, candidate_spans
+from kpe.extract.config import ExtractionConfig
+from kpe.extract.embedding_cache import EmbeddingCache
+from kpe.extract.encoder import DocumentEncoding, SentenceEncoder
+from kpe.extract.methods import Keyphrase
+from kpe.extract.ranking import cosine_scores, drop_subphrases, max_sum, mmr, normalize_rows, top_by_score
+
+#: Documents per internal step (bounds the memory held by token vectors: ~0.4 MB per document for MiniLM).
+DOC_STEP = 256
+
+
+def locate(text: str, phrase: str) -> list[tuple[int, int]]:
+    """Character spans of every case-insensitive, whole-word occurrence of ``phrase`` in ``text``."""
+    words = phrase.split()
+    if not words:
+        return []
+    pattern = r"(?<!\w)" + r"\W+".join(re.escape(w) for w in words) + r"(?!\w)"
+    return [m.span() for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
+
+
+def pooled_token_vectors(enc: DocumentEncoding, candidates: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean token vector over every occurrence of each candidate, and which candidates had any token."""
+    assert enc.token_vectors is not None and enc.token_starts is not None and enc.token_ends is not None
+    rows: list[int] = []
+    cols: list[int] = []
+    for ci, cand in enumerate(candidates):
+        for start, end in cand.spans:
+            first = int(np.searchsorted(enc.token_ends, start, side="right"))
+            stop = int(np.searchsorted(enc.token_starts, end, side="left"))
+            if stop > first:
+                rows.extend([ci] * (stop - first))
+                cols.extend(range(first, stop))
+    n, t = len(candidates), len(enc.token_vectors)
+    if not rows:
+        return np.zeros((n, enc.token_vectors.shape[1]), np.float32), np.zeros(n, dtype=bool)
+    pool = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, t))
+    counts = np.asarray(pool.sum(axis=1)).ravel()
+    vectors = np.asarray(pool @ enc.token_vectors) / np.maximum(counts, 1)[:, None]
+    return vectors.astype(np.float32), counts > 0
+
+
+class KeyBERTRanker:
+    """Ranks given candidates of given documents with one encoder (see the module docstring)."""
+
+    def __init__(self, encoder: SentenceEncoder, config: ExtractionConfig, cache: EmbeddingCache | None = None) -> None:
+        self.encoder = encoder
+        self.config = config
+        self.cache = cache
+        self.stage_seconds: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def rank(self, docs: Sequence[str], candidates_per_doc: Sequence[Sequence[str | Candidate]]) -> list[list[Keyphrase]]:
+        """Top ``config.top_n`` of each document's candidates, best first; documents without candidates get []."""
+        if len(docs) != len(candidates_per_doc):
+            raise ValueError(f"{len(docs)} documents but {len(candidates_per_doc)} candidate lists")
+        out: list[list[Keyphrase]] = [[] for _ in docs]
+        todo = [i for i, (doc, cands) in enumerate(zip(docs, candidates_per_doc)) if doc and doc.strip() and cands]
+        for start in range(0, len(todo), DOC_STEP):
+            step = todo[start : start + DOC_STEP]
+            ranked = self._rank_step([docs[i] for i in step], [self._as_candidates(docs[i], candidates_per_doc[i]) for i in step])
+            for i, result in zip(step, ranked):
+                out[i] = result
+        return out
+
+    def _as_candidates(self, doc: str, cands: Sequence[str | Candidate]) -> list[Candidate]:
+        """Candidates with their occurrences (located in the text when given as strings), one per encoder key."""
+        need_spans = self.config.prefilter == "contextual" or self.config.candidate_embedding == "contextual"
+        seen: dict[str, Candidate] = {}
+        for cand in cands:
+            if isinstance(cand, str):
+                cand = Candidate(cand, locate(doc, cand) if need_spans else [])
+            if not cand.phrase.strip():
+                continue
+            key = self.encoder.key(cand.phrase)
+            if key in seen:
+                seen[key].spans.extend(cand.spans)
+            else:
+                seen[key] = Candidate(cand.phrase, list(cand.spans))
+        return list(seen.values())
+
+    def _tick(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stage_seconds[stage] += now - since
+        return now
+
+    def _rank_step(self, docs: list[str], cands: list[list[Candidate]]) -> list[list[Keyphrase]]:
+        cfg = self.config
+        t = time.perf_counter()
+        contextual = cfg.candidate_embedding == "contextual"
+        need_tokens = contextual or cfg.prefilter == "contextual"
+        encodings = self.encoder.encode_documents(docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens)
+        t = self._tick("document_pass", t)
+        self.counts["documents"] += len(docs)
+        self.counts["candidates"] += sum(len(c) for c in cands)
+
+        # First pass: which candidates get the full (phrase) encoder pass.
+        vectors: list[np.ndarray | None] = [None] * len(docs)
+        kept: list[list[Candidate]] = []
+        static_docs = self.encoder.static_embeddings(docs) if cfg.prefilter == "static" and not contextual else None
+        for d, (enc, doc_cands) in enumerate(zip(encodings, cands)):
+            if contextual:
+                pooled, covered = pooled_token_vectors(enc, doc_cands)
+                keep = np.flatnonzero(covered)
+                vectors[d] = pooled[keep]
+                kept.append([doc_cands[i] for i in keep])
+            elif cfg.prefilter == "none" or len(doc_cands) <= cfg.prefilter_k:
+                kept.append(doc_cands)
+            elif cfg.prefilter == "contextual":
+                pooled, covered = pooled_token_vectors(enc, doc_cands)
+                scores = cosine_scores(enc.embedding, pooled)
+                scores[~covered] = -np.inf
+                best = top_by_score(scores, min(cfg.prefilter_k, int(covered.sum())))
+                unseen = np.flatnonzero(~covered)  # not located in the text: always passed on
+                kept.append([doc_cands[i] for i in np.concatenate([best, unseen])])
+            else:  # static
+                static = self.encoder.static_embeddings([c.phrase for c in doc_cands])
+                scores = cosine_scores(static_docs[d], static)
+                kept.append([doc_cands[i] for i in top_by_score(scores, cfg.prefilter_k)])
+        t = self._tick("first_pass", t)
+        self.counts["kept"] += sum(len(k) for k in kept)
+
+        if not contextual:
+            table = self._phrase_embeddings({self.encoder.key(c.phrase) for doc_kept in kept for c in doc_kept})
+            for d, doc_kept in enumerate(kept):
+                vectors[d] = (
+                    np.stack([table[self.encoder.key(c.phrase)] for c in doc_kept])
+                    if doc_kept
+                    else np.zeros((0, self.encoder.dimension), np.float32)
+                )
+        t = time.perf_counter()
+        results = [self._select(enc.embedding, doc_kept, vecs) for enc, doc_kept, vecs in zip(encodings, kept, vectors)]
+        self._tick("ranking", t)
+        return results
+
+    def _phrase_embeddings(self, keys: set[str]) -> dict[str, np.ndarray]:
+        """Embeddings of unique phrase keys: from the cache where present, else encoded (and stored)."""
+        t = time.perf_counter()
+        keys_list = sorted(keys)
+        table = self.cache.get_many(keys_list) if self.cache is not None else {}
+        missing = [k for k in keys_list if k not in table]
+        t = self._tick("cache_lookup", t)
+        self.counts["unique_phrases"] += len(keys_list)
+        self.counts["encoded_phrases"] += len(missing)
+        if missing:
+            encoded = self.encoder.encode(missing)
+            fresh = dict(zip(missing, encoded))
+            t = self._tick("phrase_pass", t)
+            if self.cache is not None:
+                self.cache.put_many(fresh)
+                t = self._tick("cache_store", t)
+            table.update(fresh)
+        return table
+
+    def _select(self, doc_embedding: np.ndarray, cands: list[Candidate], vectors: np.ndarray) -> list[Keyphrase]:
+        cfg = self.config
+        if not cands:
+            return []
+        scores = cosine_scores(doc_embedding, vectors)
+        phrases = [c.phrase for c in cands]
+        if cfg.drop_subphrases:
+            order = drop_subphrases(phrases, np.argsort(-scores, kind="stable"))
+            pool = order[: max(cfg.top_n, cfg.nr_candidates if cfg.use_maxsum else 0) * 3]
+        else:
+            pool = None
+        if cfg.diversity is not None:
+            idx = pool if pool is not None else np.arange(len(cands))
+            chosen = idx[mmr(doc_embedding, vectors[idx], cfg.top_n, cfg.diversity)]
+        elif cfg.use_maxsum:
+            idx = pool if pool is not None else np.arange(len(cands))
+            chosen = idx[max_sum(doc_embedding, vectors[idx], cfg.top_n, cfg.nr_candidates)]
+        elif pool is not None:
+            chosen = pool[: cfg.top_n]
+        else:
+            chosen = top_by_score(scores, cfg.top_n)
+        return [Keyphrase(phrases[i], float(scores[i])) for i in chosen]
+
+
+class KeyphraseEngine:
+    """The ``kpe`` extraction method: our candidates (or KeyBERT's) ranked KeyBERT-style, fast.
+
+    ``name`` is the registry name; ``model_fingerprint`` identifies the encoder's files; ``config_hash``
+    identifies the settings with the precision actually used (store both with every result).
+    """
+
+    name = "kpe"
+
+    def __init__(self, config: ExtractionConfig | None = None, model_path: str | None = None, cache_dir: Path | None = None) -> None:
+        self.config = config or ExtractionConfig()
+        self.encoder = SentenceEncoder(
+            model_path,
+            device=self.config.device,
+            precision=self.config.precision,
+            threads=self.config.threads,
+            batch_tokens=self.config.batch_tokens,
+        )
+        self.model_path = self.encoder.path
+        self.model_fingerprint = self.encoder.fingerprint
+        self.resolved_config = self.config.model_copy(update={"precision": self.encoder.precision})
+        self.config_hash = self.resolved_config.config_hash()
+        self.cache: EmbeddingCache | None = None
+        if self.config.use_cache and self.config.candidate_embedding == "phrase":
+            if cache_dir is None:
+                from kpe.settings import get_settings
+
+                cache_dir = get_settings().cache_dir
+            self.cache = EmbeddingCache.for_model(
+                Path(cache_dir), self.model_fingerprint, self.encoder.precision, self.encoder.dimension,
+                memory_items=self.config.cache_memory_items, model_path=self.model_path,
+            )
+        self.ranker = KeyBERTRanker(self.encoder, self.resolved_config, self.cache)
+
+    def candidates(self, docs: Sequence[str]) -> list[list[Candidate]]:
+        """The candidates of each document under ``config.candidate_mode`` (with occurrences where known)."""
+        cfg = self.config
+        if cfg.candidate_mode == "keybert":
+            return [[Candidate(p) for p in cands] for cands in KeyBERTCandidates(cfg.ngram_range)(list(docs))]
+        return [candidate_spans(doc or "", cfg.ngram_range, max_candidates=cfg.max_candidates) for doc in docs]
+
+    def extract(self, docs: list[str]) -> list[list[Keyphrase]]:
+        """Ranked keyphrases (best first, at most ``top_n``) for each document, in input order."""
+        t = time.perf_counter()
+        cands = self.candidates(docs)
+        self.ranker.stage_seconds["candidates"] += time.perf_counter() - t
+        return self.ranker.rank(docs, cands)
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent per stage since the engine was built (candidates, document_pass, first_pass, ...)."""
+        return dict(self.ranker.stage_seconds)
+
+    def close(self) -> None:
+        """Release the embedding cache's database connection."""
+        if self.cache is not None:
+            self.cache.close()
+
+
+def build_kpe(model_path: str | None = None, config: ExtractionConfig | dict | None = None) -> KeyphraseEngine:
+    """Registry factory (``kpe.extract.methods.METHODS["kpe"]``): defaults when ``config`` is None."""
+    if isinstance(config, dict):
+        config = ExtractionConfig(**config)
+    return KeyphraseEngine(config or ExtractionConfig(), model_path=model_path)

@@ -1,0 +1,107 @@
+"""Settings of one training run (``TrainConfig``) and what a run hands back (``TrainResult``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Kind = Literal["tagger", "joint", "mlm"]
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs; every field is also a ``python -m kpe.train --field-name`` option.
+
+    Data: ``train_data`` names benchmark train files (``inspec``, ``semeval2017``, ``kp20k_small``, read from
+    ``<shared_data_dir>/keyphrase/<name>_train.jsonl``) or JSONL paths, and/or ``"pubmed"`` = silver labels
+    from the ingested MEDLINE documents in ``lake_dir`` (author keywords that occur in title/abstract).
+    For ``mlm`` the corpus is every document in ``lake_dir`` plus the texts of ``train_data`` benchmarks.
+    The internal validation slice is ``kpe.splits.split_of(doc_id) == "dev"``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind = "tagger"
+    output_dir: Path = Field(Path("data/models/run"), description="Run folder: model/, checkpoints/, logs/")
+    base: str | None = Field(None, description="Encoder to start from (local HF dir; empty: packaged MiniLM)")
+
+    # data
+    train_data: list[str] = Field(default_factory=lambda: ["inspec"], description="Benchmark names, JSONL paths or 'pubmed'")
+    lake_dir: Path | None = Field(None, description="Parquet lake for 'pubmed' silver labels and the MLM corpus")
+    warehouse_path: Path | None = Field(None, description="Warehouse: documents deleted there are left out")
+    shared_data_dir: Path | None = Field(None, description="Shared data folder (default: settings)")
+    max_docs: int | None = Field(None, ge=1, description="At most this many training documents per source")
+    max_val_docs: int | None = Field(200, ge=1, description="At most this many validation documents")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of documents in the internal validation slice")
+
+    # tokenization
+    max_length: int = Field(256, ge=16, le=4096)
+    stride: int = Field(64, ge=0, description="Tokens shared by neighbouring windows of a long text")
+
+    # optimisation
+    epochs: int = Field(4, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (quick runs)")
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float | None = Field(None, gt=0, description="Learning rate of the new heads (default: learning_rate)")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = Field(
+        None, description="no | bf16 | fp16; empty: what `accelerate launch --mixed_precision` set, else no")
+    seed: int = 42
+    patience: int = Field(2, ge=1, description="Evaluations without improvement before early stopping")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk (oldest deleted)")
+    resume_from: str | None = Field(None, description="Checkpoint dir to resume from, or 'latest'")
+    log_with: Literal["tensorboard", "none"] = "tensorboard"
+    num_workers: int = Field(0, ge=0)
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
+
+    # model specifics
+    score_pooling: Literal["mean", "min"] = Field("mean", description="tagger: span score from token probabilities")
+    max_ngram: int = Field(5, ge=1, le=8, description="joint: longest n-gram")
+    word_pooling: Literal["first", "mean"] = Field("first", description="joint: word vector from sub-tokens")
+    rank_margin: float = Field(1.0, gt=0, description="joint: hinge margin of the ranking loss")
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    whole_word_mask: bool = False
+    nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT models only)")
+    tune_hybrid: bool = Field(True, description="tagger: tune the hybrid weight on the validation slice")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.stride >= self.max_length - 2:
+            raise ValueError(f"stride ({self.stride}) must be smaller than max_length - 2 ({self.max_length - 2})")
+        if "pubmed" in self.train_data and self.lake_dir is None:
+            raise ValueError("train_data 'pubmed' needs lake_dir (the Parquet lake with ingested MEDLINE documents)")
+        if self.kind == "mlm" and not self.train_data and self.lake_dir is None:
+            raise ValueError("mlm needs a corpus: lake_dir and/or train_data")
+        return self
+
+    def model_dir(self) -> Path:
+        """Where the best model is saved (Hugging Face format + README.md model card)."""
+        return Path(self.output_dir) / "model"
+
+    def checkpoints_dir(self) -> Path:
+        """Where ``accelerator.save_state`` checkpoints go (one per epoch, plus one where ``max_steps`` stops)."""
+        return Path(self.output_dir) / "checkpoints"
+
+    def logs_dir(self) -> Path:
+        """TensorBoard event files."""
+        return Path(self.output_dir) / "logs"
+
+
+@dataclass(slots=True)
+class TrainResult:
+    """What ``train`` returns: the saved model and how the run went."""
+
+    model_dir: Path
+    kind: str
+    metrics: dict[str, Any]
+    steps: int
+    seconds: float
+    data_summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)

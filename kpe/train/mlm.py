@@ -1,0 +1,131 @@
+"""Domain-adaptive masked-LM pretraining on the ingested corpus, producing an encoder dir for tagger / joint.
+
+Masking is ``DataCollatorForLanguageModeling`` (15 %, 80/10/10); ``whole_word_mask=True`` masks whole words
+(its implementation uses the offset mapping and always replaces with ``[MASK]``). ``nsp=True`` adds BERT's
+next-sentence prediction (``BertForPreTraining``; BERT models only; off by default). Sentence-transformers
+checkpoints such as all-MiniLM-L6-v2 ship no MLM head: it starts fresh (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kpe.train.data import KeyphraseDoc
+
+log = logging.getLogger(__name__)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+
+
+def load_mlm_model(base: str, nsp: bool = False) -> Any:
+    """``AutoModelForMaskedLM`` (or ``BertForPreTraining`` with NSP); logs which head weights start fresh."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
+
+    if nsp:
+        config = AutoConfig.from_pretrained(base)
+        if config.model_type != "bert":
+            raise ValueError(f"nsp needs a BERT model; {base} is {config.model_type!r}")
+        model, info = BertForPreTraining.from_pretrained(base, output_loading_info=True)
+    else:
+        model, info = AutoModelForMaskedLM.from_pretrained(base, output_loading_info=True)
+    fresh = sorted(info.get("missing_keys", []))
+    if fresh:
+        log.warning("%s has no pretraining head weights: %d tensors start fresh (%s%s)", base, len(fresh),
+                    ", ".join(fresh[:4]), ", ..." if len(fresh) > 4 else "")
+    return model
+
+
+def mlm_features(docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, stride: int,
+                 whole_word_mask: bool = False) -> list[dict[str, list[int]]]:
+    """One example per window of each text (with ``offset_mapping`` when whole-word masking needs it)."""
+    features = []
+    for doc in docs:
+        enc = tokenizer(doc.text, max_length=max_length, stride=stride, truncation=True,
+                        return_overflowing_tokens=True, return_special_tokens_mask=True,
+                        return_offsets_mapping=whole_word_mask)
+        for w in range(len(enc["input_ids"])):
+            feature = {"input_ids": enc["input_ids"][w], "attention_mask": enc["attention_mask"][w],
+                       "special_tokens_mask": enc["special_tokens_mask"][w]}
+            if "token_type_ids" in enc:
+                feature["token_type_ids"] = enc["token_type_ids"][w]
+            if whole_word_mask:
+                feature["offset_mapping"] = [list(o) for o in enc["offset_mapping"][w]]
+            features.append(feature)
+    return features
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def nsp_features(docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, seed: int = 42
+                 ) -> list[dict[str, list[int] | int]]:
+    """Sentence-pair examples: the first half of a text with its second half (label 0) or another text's (1)."""
+    rng = random.Random(seed)
+    halves = []
+    for doc in docs:
+        sentences = _sentences(doc.text)
+        if len(sentences) >= 2:
+            cut = len(sentences) // 2
+            halves.append((" ".join(sentences[:cut]), " ".join(sentences[cut:])))
+    features = []
+    for i, (a, b) in enumerate(halves):
+        label = 0
+        if len(halves) > 1 and rng.random() < 0.5:
+            j = rng.randrange(len(halves) - 1)
+            b = halves[j if j < i else j + 1][1]
+            label = 1
+        enc = tokenizer(a, b, max_length=max_length, truncation="longest_first", return_special_tokens_mask=True)
+        features.append({**{k: enc[k] for k in enc.keys()}, "next_sentence_label": label})
+    return features
+
+
+class MLMCollator:
+    """``DataCollatorForLanguageModeling`` that carries ``next_sentence_label`` through when present."""
+
+    def __init__(self, tokenizer: Any, mlm_probability: float = 0.15, whole_word_mask: bool = False,
+                 seed: int | None = None):
+        import warnings
+
+        from transformers import DataCollatorForLanguageModeling
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Random token replacement is not supported")
+            self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability,
+                                                            whole_word_mask=whole_word_mask, seed=seed)
+
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def _pad_offsets(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Pad every field by hand when ``offset_mapping`` is there (``tokenizer.pad`` does not pad it)."""
+        length = max(len(f["input_ids"]) for f in features)
+        fill = {"input_ids": self.pad_id, "attention_mask": 0, "special_tokens_mask": 1, "token_type_ids": 0,
+                "offset_mapping": [0, 0]}
+        return [{k: list(v) + [fill[k]] * (length - len(v)) if k in fill else v for k, v in f.items()}
+                for f in features]
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        nsp = [f["next_sentence_label"] for f in features if "next_sentence_label" in f]
+        plain = [{k: v for k, v in f.items() if k != "next_sentence_label"} for f in features]
+        if "offset_mapping" in plain[0]:
+            plain = self._pad_offsets(plain)
+        batch = self.collator(plain)
+        if len(nsp) == len(features):
+            batch["next_sentence_label"] = torch.tensor(nsp, dtype=torch.long)
+        return dict(batch)
+
+
+def save_encoder(model: Any, tokenizer: Any, model_dir: Path) -> None:
+    """Save the pretrained model (MLM head included) so tagger / joint / SentenceTransformer can start from it."""
+    from kpe.train.predict import write_sentence_transformer_files
+
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    write_sentence_transformer_files(model_dir, model.config.hidden_size, tokenizer)

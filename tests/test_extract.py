@@ -1,0 +1,212 @@
+"""The extraction engine on real abstracts with the packaged all-MiniLM-L6-v2 (and other model directories)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kpe.encoders import resolve_encoder
+from kpe.extract.candidates import STOP_WORDS, candidate_phrases
+from kpe.extract.config import ExtractionConfig
+from kpe.extract.embedding_cache import EmbeddingCache
+from kpe.extract.encoder import model_fingerprint
+from kpe.extract.engine import KeyphraseEngine, build_kpe, locate
+from kpe.extract.methods import Keyphrase, build_extractor, document_text
+from kpe.extract.ranking import cosine_scores, max_sum, mmr, normalize_rows, top_by_score
+from kpe.records import SourceRecord
+from kpe.sources.pubmed import iter_medline
+
+
+@pytest.fixture(scope="module")
+def abstracts(shared_data: Path) -> list[str]:
+    """The first 20 real MEDLINE abstracts (title + abstract) of an NLM update file."""
+    path = shared_data / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
+    records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
+    return [document_text(r.title, r.abstract) for r in islice(records, 20)]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> KeyphraseEngine:
+    """The default engine with a private embedding cache."""
+    eng = KeyphraseEngine(ExtractionConfig(threads=2), cache_dir=tmp_path_factory.mktemp("cache"))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def ranked(engine: KeyphraseEngine, abstracts: list[str]) -> list[list[Keyphrase]]:
+    return engine.extract(abstracts)
+
+
+def test_top10_on_real_abstracts_reads_as_phrases(engine: KeyphraseEngine, abstracts: list[str], ranked) -> None:
+    assert len(ranked) == len(abstracts)
+    for text, phrases in zip(abstracts, ranked):
+        assert len(phrases) == 10
+        scores = [kp.score for kp in phrases]
+        assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+        own = {p.lower() for p in candidate_phrases(text)}
+        names = [kp.phrase for kp in phrases]
+        assert len({n.lower() for n in names}) == 10
+        for name in names:
+            assert name.lower() in own  # a real n-gram of this text, never glued across removed stop words
+            words = name.lower().split()
+            assert words[0] not in STOP_WORDS and words[-1] not in STOP_WORDS
+            assert locate(text, name), name
+    # the document's own subject comes first: the top phrase shares a word with the title
+    titles_hit = sum(
+        any(w in text.split(". ")[0].lower() for w in phrases[0].phrase.lower().split()) for text, phrases in zip(abstracts, ranked)
+    )
+    assert titles_hit >= 15
+    assert engine.name == "kpe" and len(engine.config_hash) == 16 and len(engine.model_fingerprint) == 16
+
+
+def test_registry_builds_the_engine_and_handles_empty_documents(tmp_path: Path, abstracts: list[str], monkeypatch) -> None:
+    monkeypatch.setenv("KPE_CACHE_DIR", str(tmp_path / "cache"))
+    from kpe.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        extractor = build_extractor("kpe", None, ExtractionConfig(top_n=3, prefilter="none"))
+        out = extractor.extract(["", "   ", "; , ( ) .", abstracts[0]])
+    finally:
+        get_settings.cache_clear()
+    assert out[:3] == [[], [], []]
+    assert len(out[3]) == 3
+    assert (tmp_path / "cache" / "embeddings").is_dir()
+    assert isinstance(build_kpe(None, {"top_n": 4, "use_cache": False}), KeyphraseEngine)
+
+
+def test_keybert_mode_reproduces_plain_keybert(tmp_path: Path, abstracts: list[str]) -> None:
+    from keybert import KeyBERT
+
+    docs = abstracts[:10]
+    engine = KeyphraseEngine(ExtractionConfig.keybert(threads=2), cache_dir=tmp_path)
+    ours = engine.extract(docs)
+    plain = KeyBERT(engine.encoder.model).extract_keywords(docs, keyphrase_ngram_range=(1, 3), stop_words="english", top_n=10)
+    total = agree = 0
+    for mine, theirs in zip(ours, plain):
+        theirs_set = {p for p, _ in theirs}
+        total += len(theirs_set)
+        agree += len(theirs_set & {kp.phrase for kp in mine})
+        # same scores (KeyBERT rounds to 4 decimals) for the shared phrases
+        mine_scores = {kp.phrase: kp.score for kp in mine}
+        for phrase, score in theirs:
+            if phrase in mine_scores:
+                assert mine_scores[phrase] == pytest.approx(score, abs=1e-3)
+    assert total == 100
+    assert agree / total >= 0.99
+
+
+def test_ours_beat_keybert_candidates_on_phrase_quality(engine: KeyphraseEngine, abstracts: list[str], ranked) -> None:
+    """KeyBERT's n-grams skip removed stop words ("patients estimated glomerular"); ours occur verbatim."""
+    keybert = KeyphraseEngine(ExtractionConfig.keybert(use_cache=False, threads=2))
+    theirs = keybert.extract(abstracts[:5])
+    verbatim_theirs = sum(bool(locate(t, kp.phrase)) for t, r in zip(abstracts, theirs) for kp in r)
+    verbatim_ours = sum(bool(locate(t, kp.phrase)) for t, r in zip(abstracts, ranked[:5]) for kp in r)
+    assert verbatim_ours == 50
+    assert verbatim_theirs < verbatim_ours
+
+
+def test_mmr_and_maxsum_behave_on_real_embeddings(engine: KeyphraseEngine, abstracts: list[str]) -> None:
+    text = abstracts[3]
+    phrases = candidate_phrases(text)
+    vectors = engine.encoder.encode(phrases)
+    doc = engine.encoder.encode_documents([text])[0].embedding
+    scores = cosine_scores(doc, vectors)
+    plain = top_by_score(scores, 10)
+    assert list(mmr(doc, vectors, 10, 0.0)) == list(plain)
+
+    def mean_pairwise(idx: np.ndarray) -> float:
+        v = normalize_rows(vectors[idx])
+        sims = v @ v.T
+        return float((sims.sum() - np.trace(sims)) / (len(idx) * (len(idx) - 1)))
+
+    spread = [mean_pairwise(mmr(doc, vectors, 10, d)) for d in (0.0, 0.3, 0.7)]
+    assert spread[0] > spread[1] > spread[2]
+    chosen = mmr(doc, vectors, 10, 0.7)
+    assert list(scores[chosen]) == sorted(scores[chosen], reverse=True)
+
+    summed = max_sum(doc, vectors, 5, 12)
+    pool = top_by_score(scores, 12)
+    assert set(summed) <= set(pool) and len(summed) == 5
+    sims = normalize_rows(vectors) @ normalize_rows(vectors).T
+    brute = min(itertools.combinations(pool, 5), key=lambda c: sum(sims[i, j] for i, j in itertools.combinations(c, 2)))
+    assert set(summed) == set(brute)
+    assert mean_pairwise(summed) < mean_pairwise(plain[:5])
+
+    diverse = KeyphraseEngine(ExtractionConfig(diversity=0.7, use_cache=False, threads=2)).extract([text])[0]
+    maxsummed = KeyphraseEngine(ExtractionConfig(use_maxsum=True, use_cache=False, threads=2)).extract([text])[0]
+    assert len(diverse) == 10 and len(maxsummed) == 10
+
+
+def test_cache_returns_identical_vectors_and_persists_across_engines(tmp_path: Path, abstracts: list[str]) -> None:
+    docs = abstracts[:6]
+    first = KeyphraseEngine(ExtractionConfig(threads=2), cache_dir=tmp_path)
+    out_first = first.extract(docs)
+    assert first.ranker.counts["encoded_phrases"] > 0
+    assert first.cache is not None and len(first.cache) == first.ranker.counts["encoded_phrases"]
+    keys = ["chronic kidney disease", first.encoder.key(out_first[0][0].phrase)]
+    direct = first.encoder.encode(keys)
+    first.close()
+
+    second = KeyphraseEngine(ExtractionConfig(threads=2), cache_dir=tmp_path)
+    out_second = second.extract(docs)
+    assert second.ranker.counts["encoded_phrases"] == 0
+    assert second.cache is not None and second.cache.stats.disk_hits > 0
+    assert out_second == out_first
+    cached = second.cache.get_many(keys)
+    assert keys[1] in cached and "chronic kidney disease" not in cached
+    assert np.array_equal(cached[keys[1]], direct[1])
+    second.cache.put_many({keys[0]: direct[0]})
+    second.close()
+
+    # a separate reader sees what the writer stored (same model + precision directory)
+    directory = tmp_path / "embeddings" / f"{second.model_fingerprint}-fp32"
+    with EmbeddingCache(directory, dimension=384) as reader:
+        assert np.array_equal(reader.get_many([keys[0]])[keys[0]], direct[0])
+    with pytest.raises(ValueError):
+        EmbeddingCache(directory, dimension=128)
+    # another precision is another cache
+    assert not (tmp_path / "embeddings" / f"{second.model_fingerprint}-int8").exists()
+
+
+def test_ranker_ranks_given_candidates(engine: KeyphraseEngine, abstracts: list[str]) -> None:
+    text = abstracts[0]
+    given = candidate_phrases(text)[:15] + ["a phrase that is not in the text"]
+    out = engine.ranker.rank([text, text, ""], [given, [], given])
+    assert out[1] == [] and out[2] == []
+    assert {kp.phrase for kp in out[0]} <= set(given)
+    assert len(out[0]) == 10
+
+
+def test_a_copied_model_directory_works_the_same(tmp_path: Path, engine: KeyphraseEngine, abstracts: list[str], ranked) -> None:
+    copy = tmp_path / "minilm-copy"
+    shutil.copytree(resolve_encoder(None), copy)
+    other = KeyphraseEngine(ExtractionConfig(threads=2), model_path=str(copy), cache_dir=tmp_path / "cache")
+    assert other.model_path == str(copy.resolve())
+    assert other.model_fingerprint == engine.model_fingerprint  # same files, same fingerprint
+    assert other.extract(abstracts[:3]) == ranked[:3]
+
+
+def test_a_plain_bert_directory_without_sentence_transformers_config_works(tmp_path: Path, abstracts: list[str]) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(None))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    model_dir = tmp_path / "tiny-bert"
+    BertModel(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    eng = KeyphraseEngine(ExtractionConfig(threads=2), model_path=str(model_dir), cache_dir=tmp_path / "cache")
+    assert eng.encoder.dimension == 32 and eng.encoder.max_length == 128
+    out = eng.extract(abstracts[:4])  # abstracts longer than 128 word pieces: several windows
+    assert all(len(r) == 10 for r in out)
+    assert eng.model_fingerprint != model_fingerprint(resolve_encoder(None))
+    assert (tmp_path / "cache" / "embeddings" / f"{eng.model_fingerprint}-fp32").is_dir()
