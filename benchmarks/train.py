@@ -51,8 +51,10 @@ def build_lake(out: Path, medline: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "report": report if isinstance(report, dict) else str(report)}
 
 
-def eval_sets(names: list[str], lake: Path | None, limit: int | None) -> dict[str, list[Any]]:
-    """Gold documents of each named set (benchmark names of ``kpe.evaluate.benchmarks`` or ``pubmed_silver_dev``)."""
+def eval_sets(names: list[str], lake: Path | None, limit: int | None,
+              silver_limit: int | None = None) -> dict[str, list[Any]]:
+    """Gold documents of each named set (benchmark names of ``kpe.evaluate.benchmarks`` or ``pubmed_silver_dev``;
+    the silver set is cut to ``silver_limit`` documents, in ``doc_id`` order)."""
     from kpe.evaluate.benchmarks import GoldDocument, load_jsonl, resolve_benchmark
     from kpe.splits import split_of
     from kpe.train.data import silver_docs
@@ -64,7 +66,8 @@ def eval_sets(names: list[str], lake: Path | None, limit: int | None) -> dict[st
                 raise SystemExit("pubmed_silver_dev needs --lake (a folder made by `benchmarks/train.py lake`)")
             docs = [GoldDocument(d.doc_id, d.text, tuple(d.keyphrases))
                     for d in silver_docs(lake / "lake", lake / "warehouse.duckdb") if split_of(d.doc_id) == "dev"]
-            sets[name] = docs[:limit] if limit else docs
+            cut = silver_limit or limit
+            sets[name] = docs[:cut] if cut else docs
         else:
             _, _, path = resolve_benchmark(name, SHARED)
             sets[name] = load_jsonl(path, limit=limit)
@@ -99,7 +102,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
                "validation": {k: v for k, v in result.metrics.items() if k != "train_samples_per_second"},
                "data": result.data_summary, "dev": {}}
     method = {"tagger": "tagger", "joint": "joint", "mlm": "keybert-ft"}[result.kind]
-    for name, docs in eval_sets(args.eval, args.lake, args.limit).items():
+    for name, docs in eval_sets(args.eval, args.lake, args.limit, args.silver_limit).items():
         summary["dev"][name] = score(method, str(result.model_dir), docs, name)
     print(json.dumps(summary, indent=2, default=str))
     if args.json:
@@ -121,7 +124,7 @@ def cmd_table(args: argparse.Namespace) -> None:
     if args.mlm_tagger:
         methods.append(("tagger", args.mlm_tagger))
     rows = []
-    for name, docs in eval_sets(args.sets, args.lake, args.limit).items():
+    for name, docs in eval_sets(args.sets, args.lake, args.limit, args.silver_limit).items():
         for method, path in methods:
             try:
                 row = score(method, path, docs, name)
@@ -153,6 +156,7 @@ def main() -> None:
     p_train.add_argument("--eval", nargs="*", default=["inspec_dev"])
     p_train.add_argument("--lake", type=Path, default=None, help="benchmark lake folder (for pubmed_silver_dev)")
     p_train.add_argument("--limit", type=int, default=None)
+    p_train.add_argument("--silver-limit", type=int, default=None)
     p_train.add_argument("--json", type=Path, default=None)
     p_table = sub.add_parser("table", help="compare methods on dev sets")
     p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
@@ -163,6 +167,7 @@ def main() -> None:
     p_table.add_argument("--kpe", action="store_true", help="also the project's KeyBERT engine (kpe)")
     p_table.add_argument("--lake", type=Path, default=None)
     p_table.add_argument("--limit", type=int, default=None)
+    p_table.add_argument("--silver-limit", type=int, default=None)
     p_table.add_argument("--json", type=Path, default=None)
     args, rest = parser.parse_known_args()
     if args.cmd == "lake":

@@ -45,8 +45,11 @@ def test_shared_benchmarks_load_with_their_text_and_gold(shared_data: Path):
     assert list(docs[3].keyphrases) == raw[3]["keyphrases"]
     semeval = load_jsonl(shared_data / KEYPHRASE / "semeval2017_dev.jsonl", limit=5)
     assert len(semeval) == 5 and all(d.text and d.keyphrases for d in semeval)
+    raw_semeval = json.loads((shared_data / KEYPHRASE / "semeval2017_dev.jsonl").open().readline())
+    assert semeval[0].text == raw_semeval["text"].strip()
     kp20k = load_jsonl(shared_data / KEYPHRASE / "kp20k_small_valid.jsonl", limit=3)
-    assert kp20k[0].text.startswith(kp20k[0].text.split(" .")[0])
+    raw_kp20k = json.loads((shared_data / KEYPHRASE / "kp20k_small_valid.jsonl").open().readline())
+    assert len(kp20k) == 3 and kp20k[0].text == document_text(raw_kp20k["title"], raw_kp20k["abstract"])
 
 
 @pytest.mark.parametrize(

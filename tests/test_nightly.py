@@ -104,7 +104,10 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
     last_run = rows(db, "SELECT run_id, n_docs FROM extraction_runs ORDER BY started_at DESC LIMIT 1")[0]
     assert last_run[1] == 1 and {r[1] for r in new_changed} == {last_run[0]}
     assert [r[0] for r in new_changed] != [r[0] for r in old_changed]
-    assert any("aneurysm" in r[0].lower() or "fluid dynamics" in r[0].lower() for r in new_changed)
+    (new_hash, abstract), = rows(db, "SELECT content_hash, abstract FROM documents WHERE doc_id = ?", [f"pmid:{changed}"])
+    assert abstract.startswith("Intracranial aneurysm rupture risk")
+    assert rows(db, "SELECT DISTINCT content_hash FROM keyphrases WHERE doc_id = ?", [f"pmid:{changed}"]) == [(new_hash,)]
+    assert rows(db, "SELECT content_hash FROM extraction_state WHERE doc_id = ?", [f"pmid:{changed}"]) == [(new_hash,)]
     assert rows(db, "SELECT count(*) FROM keyphrases_history WHERE doc_id = ? AND reason = 'changed'",
                 [f"pmid:{changed}"])[0][0] == len(old_changed)
 

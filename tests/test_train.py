@@ -15,6 +15,7 @@ import torch
 from kpe.encoders import resolve_encoder
 from kpe.extract.methods import Keyphrase, build_extractor
 from kpe.train import TrainConfig, train
+from kpe.splits import split_of
 from kpe.train.data import load_benchmark, load_jsonl, load_lake_documents, silver_docs, split_docs
 
 FAST = {"max_length": 128, "stride": 32, "batch_size": 4, "eval_batch_size": 16, "log_with": "none",
@@ -112,7 +113,9 @@ def test_silver_documents_have_present_author_keywords(tmp_path: Path, medline_d
         assert doc.dataset == "pubmed" and doc.doc_id.startswith("pmid:")
         assert any(occurs_in(phrase_key(k), phrase_key(doc.text)) for k in doc.keyphrases)
     train_docs, val_docs = split_docs(docs)
-    assert train_docs and len(train_docs) + len(val_docs) == len(docs)
+    held_out = [d for d in docs if split_of(d.doc_id) == "dev"]  # the gate's PubMed silver dev set
+    assert train_docs and len(train_docs) + len(val_docs) + len(held_out) == len(docs)
+    assert not {d.doc_id for d in held_out} & {d.doc_id for d in train_docs + val_docs}
 
 
 def test_bad_jsonl_gets_a_clear_error(tmp_path: Path, shared_data: Path):

@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
+#: Version of the extraction algorithm itself (candidate rules, stop words, pooling): part of ``config_hash``, bumped
+#: whenever code changes what the same settings extract.
+ENGINE_VERSION = "kpe-extract-1"
+
 #: Settings that do not change the extracted phrases (left out of ``config_hash``).
 RUNTIME_FIELDS: frozenset[str] = frozenset({"batch_tokens", "use_cache", "threads", "device", "cache_memory_items"})
 
@@ -84,8 +88,9 @@ class ExtractionConfig(BaseModel):
         return cls(**values)
 
     def canonical(self) -> dict:
-        """The settings that define the result, as plain JSON-able data (runtime fields left out)."""
-        return self.model_dump(mode="json", exclude=set(RUNTIME_FIELDS))
+        """The settings that define the result, as plain JSON-able data (runtime fields left out, the engine
+        version added)."""
+        return {**self.model_dump(mode="json", exclude=set(RUNTIME_FIELDS)), "engine_version": ENGINE_VERSION}
 
     def config_hash(self) -> str:
         """First 16 hex digits of the sha256 of the canonical JSON of :meth:`canonical`."""

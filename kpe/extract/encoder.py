@@ -248,11 +248,11 @@ class SentenceEncoder:
         """Sentence embeddings ``(n, d)`` float32 of short texts (phrases), truncated to the encoder's limit."""
         return self.encode_ids(self.tokenize(texts))
 
-    def encode_documents(self, texts: Sequence[str], *, chunks: bool = False, token_vectors: bool = False) -> list[DocumentEncoding]:
-        """Document embeddings (first window, or weighted mean of windows with ``chunks``) and optional token vectors.
-
-        With ``token_vectors`` every window of the document is encoded so every word has a vector (even where
-        the document embedding is the first window's only).
+    def encode_documents(
+        self, texts: Sequence[str], *, chunks: bool = False, token_vectors: bool = False, all_windows: bool = False
+    ) -> list[DocumentEncoding]:
+        """Document embeddings (first window, or weighted mean of all windows with ``chunks``), optionally with the
+        token vectors of the encoded windows (the first only, unless ``all_windows`` or ``chunks``).
         """
         if not texts:
             return []
@@ -264,7 +264,7 @@ class SentenceEncoder:
         inputs: list[list[int]] = []
         owner: list[tuple[int, int, int]] = []  # (doc, first token of the window, window index)
         for d, ids in enumerate(enc["input_ids"]):
-            n_windows = 1 if not (chunks or token_vectors) else max(1, -(-len(ids) // window))
+            n_windows = max(1, -(-len(ids) // window)) if (chunks or all_windows) else 1
             for w in range(n_windows):
                 piece = ids[w * window : (w + 1) * window]
                 inputs.append(self._prefix + piece + self._suffix)

@@ -123,7 +123,9 @@ class KeyBERTRanker:
         t = time.perf_counter()
         contextual = cfg.candidate_embedding == "contextual"
         need_tokens = contextual or cfg.prefilter == "contextual"
-        encodings = self.encoder.encode_documents(docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens)
+        encodings = self.encoder.encode_documents(
+            docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens, all_windows=contextual
+        )
         t = self._tick("document_pass", t)
         self.counts["documents"] += len(docs)
         self.counts["candidates"] += sum(len(c) for c in cands)

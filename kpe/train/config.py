@@ -102,6 +102,6 @@ class TrainResult:
     kind: str
     metrics: dict[str, Any]
     steps: int
-    seconds: float
+    seconds: float  # wall-clock of the whole run, earlier runs of a resumed one included
     data_summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)

@@ -194,10 +194,18 @@ def corpus_texts(lake_dir: Path | str | None, warehouse_path: Path | str | None 
 
 
 def split_docs(docs: Sequence[KeyphraseDoc], dev_fraction: float = DEV_FRACTION) -> tuple[list[KeyphraseDoc], list[KeyphraseDoc]]:
-    """``(train, validation)`` by ``kpe.splits.split_of(doc_id)``: stable across runs and machines."""
+    """``(train, validation)``, stable across runs and machines.
+
+    PubMed silver documents of the held-out split (``kpe.splits.split_of(doc_id) == "dev"``) are left out
+    entirely: they are the gate's and the harness's PubMed dev set, so neither training nor checkpoint
+    selection may see them. Validation is a *salted* hash slice of what remains, so it never coincides with
+    that dev set.
+    """
     train, val = [], []
     for doc in docs:
-        (val if split_of(doc.doc_id, dev_fraction) == "dev" else train).append(doc)
+        if doc.dataset == SILVER and split_of(doc.doc_id) == "dev":
+            continue
+        (val if split_of(f"validation:{doc.doc_id}", dev_fraction) == "dev" else train).append(doc)
     return train, val
 
 

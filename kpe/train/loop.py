@@ -221,6 +221,7 @@ class Progress:
     bad_evals: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # of the runs before the last checkpoint (a resumed run adds its own)
     samples: int = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -317,6 +318,7 @@ def train(config: TrainConfig) -> TrainResult:
         accelerator.load_state(str(checkpoint))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, progress.global_step,
                  progress.epoch, progress.batches_in_epoch)
+    earlier_seconds = progress.wall_seconds
     if config.log_with != "none":
         accelerator.init_trackers(f"kpe-{config.kind}", config=_tracker_config(config))
 
@@ -391,6 +393,7 @@ def train(config: TrainConfig) -> TrainResult:
         # checkpoint (one per epoch, and where max_steps stops), oldest pruned
         accelerator.wait_for_everyone()
         ckpt = config.checkpoints_dir() / f"step_{progress.global_step:07d}"
+        progress.wall_seconds = earlier_seconds + time.perf_counter() - started
         accelerator.save_state(str(ckpt))
         if accelerator.is_main_process:
             for old in sorted(config.checkpoints_dir().glob("step_*"))[: -config.keep_checkpoints]:
@@ -400,7 +403,7 @@ def train(config: TrainConfig) -> TrainResult:
             break
     bar.close()
 
-    seconds = time.perf_counter() - started
+    seconds = earlier_seconds + time.perf_counter() - started
     metrics = dict(progress.best_metrics)
     metrics["train_samples_per_second"] = progress.samples / progress.train_seconds if progress.train_seconds else 0.0
     if accelerator.is_main_process and model_dir.exists():
