@@ -4,25 +4,26 @@ Every source item ends up as a document, a deletion or a quarantine row. A batch
 atomically first, then its rows and the watermark commit in one warehouse transaction, so a crash leaves no
 half-written batch and a re-run resumes after the last committed item.
 
-Two halves: *cleaning* reads the unit, cleans every item and builds the documents' Arrow table (the shard's
-rows) in parts of consecutive items; *committing* groups the parts into batches of exactly ``batch_size``
-items, resolves doc ids against the warehouse, writes the shards and commits. For a large unit the cleaning
-half runs in a reader process (forked, so the unit's ``read`` callable needs no pickling; it never touches
-the warehouse, the lake or a model) and sends its parts as Arrow tables through a pipe, so parsing and
-committing overlap on two cores and the hand-over costs almost nothing. Batches, resume and errors are the
-same either way: the first ``items_done`` (committed) items are skipped, a ``SourceFileError`` arrives after
-every item before it (they are committed, the file is ``partial``), any other reader exception fails the
-file, and the reader process never outlives this one.
+A large unit is read in a second process, the *reader process* (forked, so the unit's ``read`` callable
+needs no pickling), while this process cleans, writes shards and commits: parsing a MEDLINE file costs about
+as much as everything after it, so on two cores the two halves overlap. The reader only parses (lxml, JSON)
+and sends the items, as plain tuples in messages of a few hundred, through a pipe with a small bounded
+buffer; it never touches the warehouse, the lake or a model. Batches, resume and errors are the same as
+reading in this process: the first ``items_done`` (committed) items are skipped, a ``SourceFileError``
+arrives after every item before it (they are committed and the file is ``partial``), any other reader
+exception fails the file, and the reader process never outlives this one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
 import itertools
 import multiprocessing
+import operator
 import os
 import pickle
 import queue as queue_module
@@ -30,7 +31,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -39,12 +40,12 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from kpe.clean import clean_record, quarantine_of
-from kpe.records import BadRecord, Deletion, Document, Quarantined, SourceItem, SourceRecord
-from kpe.shards import DOCUMENT_SCHEMA, ShardInfo, deletions_table, documents_table, shard_relpath, write_shard
+from kpe.records import BadRecord, Deletion, Document, MeshHeading, Quarantined, SourceItem, SourceRecord
+from kpe.shards import ShardInfo, deletions_table, documents_table, shard_relpath, write_shard
 from kpe.sources.errors import SourceFileError
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-"""Units at least this big (on disk) are cleaned in a reader process when ``parallel`` is ``None``."""
+"""Units at least this big (on disk) are read in a reader process when ``parallel`` is ``None``."""
 
 
 @dataclass
@@ -72,25 +73,16 @@ class InputUnit:
 
 
 @dataclass
-class CleanedPart:
-    """The cleaned form of consecutive source items that all belong to one batch."""
-
-    items: int
-    documents: pa.Table  # ``kpe.shards.DOCUMENT_SCHEMA``, in item order
-    deletions: list[Deletion] = field(default_factory=list)
-    quarantined: list[Quarantined] = field(default_factory=list)
-
-
-@dataclass
 class Batch:
     """One batch of cleaned items, ready to commit."""
 
     number: int
     items: int
-    documents: pa.Table  # the documents shard's rows (``DOCUMENT_SCHEMA``), doc ids resolved, in item order
+    documents: list[Document] = field(default_factory=list)
     deletions: list[Deletion] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     shards: list[ShardInfo] = field(default_factory=list)
+    table: pa.Table | None = None  # the documents' shard table (``DOCUMENT_SCHEMA``, same order), once written
 
 
 @dataclass
@@ -117,8 +109,8 @@ class IngestStore(Protocol):
     def begin(self, unit: InputUnit, sha256: str) -> tuple[int, str, int, int]:
         """Watermark lookup: ``(file_id, status, items_done, batches_done)``; creates or resumes the row."""
 
-    def resolve_doc_ids(self, documents: pa.Table) -> pa.Table:
-        """The documents table with each ``doc_id`` pointed at an existing paper that shares an alias."""
+    def resolve_doc_ids(self, documents: Sequence[Document]) -> None:
+        """Point each document at an existing paper that shares an alias (in place)."""
 
     def commit(self, file_id: int, batch: Batch, now: dt.datetime) -> dict[str, int]:
         """Write a batch and advance the watermark in one transaction; returns its counters."""
@@ -132,7 +124,7 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
                 parallel: bool | None = None) -> FileReport:
     """Ingest one unit incrementally (skips a unit already ingested with the same checksum).
 
-    ``parallel``: clean the unit in a reader process (``True``), in this process (``False``), or decide by
+    ``parallel``: read the unit in a reader process (``True``), in this process (``False``), or decide by
     size (``None``: units of ``PARALLEL_MIN_BYTES`` or more, where the platform can fork). Both give the
     same documents, quarantine rows, shards and watermark.
     """
@@ -146,14 +138,14 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
         log(f"{unit.name}: resuming after {items_done:,} committed items")
 
     ingest_date = dt.date.today()
-    cleaning = _clean_in_reader_process if _use_reader_process(unit, parallel) else _clean_in_process
-    batch_no, error, seen = batches_done, None, items_done
+    read = _read_in_reader_process if _use_reader_process(unit, parallel) else _read_in_process
+    error, seen = None, items_done
     try:
-        with contextlib.closing(cleaning(unit, items_done, batch_size, min_abstract_words)) as parts:
-            for batch_parts in _batches(parts, batch_size):
-                batch_no += 1
-                items = _commit(batch_parts, batch_no, unit, sha, store, file_id, lake_dir, ingest_date)
-                seen += items
+        with contextlib.closing(read(unit, items_done)) as items:
+            for batch in clean_batches(items, input_file=unit.name, batch_size=batch_size,
+                                       min_abstract_words=min_abstract_words, first_number=batches_done + 1):
+                _commit(batch, unit, sha, store, file_id, lake_dir, ingest_date)
+                seen += batch.items
                 rate = (seen - items_done) / max(time.perf_counter() - started, 1e-9)
                 log(f"{unit.name}: {seen:,} items committed ({rate:,.0f} items/s)")
     except SourceFileError as exc:
@@ -171,119 +163,77 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
     )
 
 
-# --- cleaning ------------------------------------------------------------------------------------------------
-
-def clean_parts(items: Iterable[SourceItem], *, input_file: str, batch_size: int, part_size: int,
-                min_abstract_words: int) -> Iterator[CleanedPart]:
-    """Clean source items into parts of at most ``part_size`` items; a part never spans two batches of
-    ``batch_size`` items (counted from the first item given). A ``SourceFileError`` from the reader is raised
-    after the part with the items before it has been yielded. A reader that yields something that is not a
-    source item is a bug: ``TypeError``.
+def clean_batches(items: Iterable[SourceItem], *, input_file: str, batch_size: int, min_abstract_words: int,
+                  first_number: int = 1) -> Iterator[Batch]:
+    """Clean source items into batches of ``batch_size`` items (the last one may be smaller), numbered from
+    ``first_number``. A ``SourceFileError`` from the reader is raised after the batch with the items before it
+    has been yielded; any other exception loses the incomplete batch. A reader that yields something that is
+    not a source item is a bug: ``TypeError``.
     """
-    size = min(part_size, batch_size)
-    documents: list[Document] = []
-    deletions: list[Deletion] = []
-    quarantined: list[Quarantined] = []
-    count = in_batch = 0
-
-    def part() -> CleanedPart:
-        # ingested_at is stamped again when the batch commits
-        return CleanedPart(count, documents_table(documents, input_file, _utcnow()), deletions, quarantined)
-
+    number = first_number
+    batch = Batch(number=number, items=0)
     try:
         for item in items:
             if isinstance(item, SourceRecord):
                 cleaned = clean_record(item, min_abstract_words)
-                (documents if isinstance(cleaned, Document) else quarantined).append(cleaned)
+                (batch.documents if isinstance(cleaned, Document) else batch.quarantined).append(cleaned)
             elif isinstance(item, Deletion):
-                deletions.append(item)
+                batch.deletions.append(item)
             elif isinstance(item, BadRecord):
-                quarantined.append(quarantine_of(item))
+                batch.quarantined.append(quarantine_of(item))
             else:  # a reader bug, not bad data: say so loudly
                 raise TypeError(f"{input_file}: reader yielded {type(item).__name__}")
-            count += 1
-            in_batch += 1
-            if count >= size or in_batch >= batch_size:
-                yield part()
-                documents, deletions, quarantined, count = [], [], [], 0
-                in_batch %= batch_size
-    except SourceFileError:
-        if count:
-            yield part()
-        raise
-    if count:
-        yield part()
-
-
-def _clean_in_process(unit: InputUnit, skip: int, batch_size: int, min_abstract_words: int) -> Iterator[CleanedPart]:
-    """Cleaned parts of the unit's items after the first ``skip`` (already committed) ones, in this process."""
-    items = unit.read()
-    if skip:
-        items = itertools.islice(items, skip, None)
-    yield from clean_parts(items, input_file=unit.name, batch_size=batch_size, part_size=batch_size,
-                           min_abstract_words=min_abstract_words)
-
-
-# --- committing ----------------------------------------------------------------------------------------------
-
-def _batches(parts: Iterator[CleanedPart], batch_size: int) -> Iterator[list[CleanedPart]]:
-    """Parts grouped into batches of exactly ``batch_size`` items (the last may be smaller); after a
-    ``SourceFileError`` the incomplete batch before it is yielded, then the error raised."""
-    batch: list[CleanedPart] = []
-    items = 0
-    try:
-        for part in parts:
-            batch.append(part)
-            items += part.items
-            if items >= batch_size:
+            batch.items += 1
+            if batch.items >= batch_size:
                 yield batch
-                batch, items = [], 0
+                number += 1
+                batch = Batch(number=number, items=0)
     except SourceFileError:
-        if batch:
+        if batch.items:
             yield batch
         raise
-    if batch:
+    if batch.items:
         yield batch
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def _commit(parts: list[CleanedPart], number: int, unit: InputUnit, sha: str, store: IngestStore, file_id: int,
-            lake_dir: Path, ingest_date: dt.date) -> int:
-    """Write one batch's shards, then commit it; returns its number of items."""
-    now = _utcnow()
-    table = pa.concat_tables([p.documents for p in parts]) if len(parts) > 1 else parts[0].documents
-    stamp = table.schema.get_field_index("ingested_at")
-    table = table.set_column(stamp, DOCUMENT_SCHEMA.field("ingested_at"),
-                             pa.repeat(pa.scalar(now, DOCUMENT_SCHEMA.field("ingested_at").type), table.num_rows))
-    batch = Batch(number=number, items=sum(p.items for p in parts), documents=store.resolve_doc_ids(table),
-                  deletions=[d for p in parts for d in p.deletions],
-                  quarantined=[q for p in parts for q in p.quarantined])
-    if batch.documents.num_rows:
-        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, sha, number)
-        batch.shards.append(write_shard(batch.documents, lake_dir, rel, kind="documents", source=unit.source,
-                                        ingest_date=ingest_date, batch=number))
+def _commit(batch: Batch, unit: InputUnit, sha: str, store: IngestStore, file_id: int, lake_dir: Path,
+            ingest_date: dt.date) -> None:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    store.resolve_doc_ids(batch.documents)
+    if batch.documents:
+        batch.table = documents_table(batch.documents, unit.name, now)
+        rel = shard_relpath("documents", unit.source, ingest_date, unit.name, sha, batch.number)
+        batch.shards.append(write_shard(batch.table, lake_dir, rel, kind="documents", source=unit.source,
+                                        ingest_date=ingest_date, batch=batch.number))
     if batch.deletions:
         table = deletions_table(batch.deletions, unit.name, now)
-        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, sha, number)
+        rel = shard_relpath("deletions", unit.source, ingest_date, unit.name, sha, batch.number)
         batch.shards.append(write_shard(table, lake_dir, rel, kind="deletions", source=unit.source,
-                                        ingest_date=ingest_date, batch=number))
+                                        ingest_date=ingest_date, batch=batch.number))
     store.commit(file_id, batch, now)
-    return batch.items
+
+
+def _read_in_process(unit: InputUnit, skip: int) -> Iterator[SourceItem]:
+    """The unit's items after the first ``skip`` (already committed) ones, read in this process."""
+    items = unit.read()
+    if skip:
+        items = itertools.islice(items, skip, None)
+    yield from items
 
 
 # --- the reader process --------------------------------------------------------------------------------------
 
-_PART_ITEMS = 1000  # items per message: small, so committing starts soon after the reader does
-_QUEUE_PARTS = 4  # parts waiting to be sent at most (a few MB): the reader waits when committing lags
+_MESSAGE_ITEMS = 500  # items per message: the first batch starts soon after the reader does
+_QUEUE_MESSAGES = 8  # messages waiting to be sent at most (a few MB): the reader waits when we lag
 _POLL_S = 1.0  # how often the reader checks, while it waits, that this process is still there
 _STOP_TIMEOUT_S = 5.0
+_RECORD_FIELDS = [f.name for f in dataclasses.fields(SourceRecord)]
+_MESH_FIELD = _RECORD_FIELDS.index("mesh")
+_record_values = operator.attrgetter(*_RECORD_FIELDS)
 
 
 def _use_reader_process(unit: InputUnit, parallel: bool | None) -> bool:
-    """Whether to clean in a reader process: asked for (or a big unit), and this process may fork children."""
+    """Whether to read in a reader process: asked for (or a big unit), and this process may fork children."""
     if parallel is False or "fork" not in multiprocessing.get_all_start_methods():
         return False
     if multiprocessing.current_process().daemon:  # daemonic processes cannot have children
@@ -291,16 +241,38 @@ def _use_reader_process(unit: InputUnit, parallel: bool | None) -> bool:
     return parallel is True or unit.size() >= PARALLEL_MIN_BYTES
 
 
-def _clean_in_reader_process(unit: InputUnit, skip: int, batch_size: int,
-                             min_abstract_words: int) -> Iterator[CleanedPart]:
-    """Cleaned parts of the unit's items after the first ``skip``, made in a forked reader process.
+def _encode(items: list[SourceItem]) -> list[Any]:
+    """Items for the pipe: a ``SourceRecord`` as the tuple of its fields (MeSH headings as ``(name, major)``),
+    which pickles several times faster than the slotted dataclass; other items as they are (rare)."""
+    encoded: list[Any] = []
+    for item in items:
+        if type(item) is SourceRecord:
+            values = _record_values(item)
+            mesh = [(heading.name, heading.major) for heading in values[_MESH_FIELD]]
+            encoded.append((*values[:_MESH_FIELD], mesh, *values[_MESH_FIELD + 1:]))
+        else:
+            encoded.append(item)
+    return encoded
+
+
+def _decode(encoded: list[Any]) -> Iterator[SourceItem]:
+    for value in encoded:
+        if type(value) is tuple:
+            record = SourceRecord(*value)
+            record.mesh = [MeshHeading(name, major) for name, major in record.mesh]
+            yield record
+        else:
+            yield value
+
+
+def _read_in_reader_process(unit: InputUnit, skip: int) -> Iterator[SourceItem]:
+    """The unit's items after the first ``skip``, read in a forked reader process.
 
     A generator: closing it (or an error here) stops and reaps the reader process.
     """
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    job = (unit.read, skip, unit.name, batch_size, min_abstract_words)
-    reader = context.Process(target=_reader_main, args=(job, sending, receiving, os.getpid()),
+    reader = context.Process(target=_reader_main, args=(unit.read, skip, sending, receiving, os.getpid()),
                              name=f"kpe-reader-{unit.name}", daemon=True)
     try:
         reader.start()
@@ -313,8 +285,8 @@ def _clean_in_reader_process(unit: InputUnit, skip: int, batch_size: int,
             except EOFError:
                 reader.join(_STOP_TIMEOUT_S)
                 raise RuntimeError(f"{unit.name}: the reader process died (exit code {reader.exitcode})") from None
-            if kind == "part":
-                yield body
+            if kind == "items":
+                yield from _decode(body)
             elif kind == "end":
                 return
             elif kind == "source_error":
@@ -346,21 +318,22 @@ def _stop_reader(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _reader_main(job: tuple, channel: Connection, parent_end: Connection, parent_pid: int) -> None:
-    """Body of the reader process: clean the unit and stream the parts to the parent.
+def _reader_main(read: Callable[[], Iterator[SourceItem]], skip: int, channel: Connection, parent_end: Connection,
+                 parent_pid: int) -> None:
+    """Body of the reader process: read the unit and stream its items to the parent.
 
-    Messages (pickled): ``("part", CleanedPart)``, then exactly one of ``("end", None)``,
+    Messages (pickled): ``("items", [encoded item, ...])``, then exactly one of ``("end", None)``,
     ``("source_error", (path, problem, line, items_read))`` or ``("error", exception)``. A sender thread
     writes them to the pipe while the main thread goes on parsing.
     """
-    read, skip, input_file, batch_size, min_abstract_words = job
     parent_end.close()  # so that the pipe breaks when the parent closes its end or dies
     signal.signal(signal.SIGTERM, _stop_reader)  # the parent's handlers (Prefect's...) are not ours
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     gc.freeze()  # what we inherited is never garbage here: collections then only scan our own objects
-    outbox: queue_module.Queue[bytes | None] = queue_module.Queue(maxsize=_QUEUE_PARTS)
+    outbox: queue_module.Queue[bytes | None] = queue_module.Queue(maxsize=_QUEUE_MESSAGES)
     sender = threading.Thread(target=_send_all, args=(outbox, channel), name="kpe-reader-sender", daemon=True)
     sender.start()
+    chunk: list[SourceItem] = []
 
     def send(kind: str, body: object) -> None:
         _put(outbox, sender, pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL), parent_pid)
@@ -370,15 +343,23 @@ def _reader_main(job: tuple, channel: Connection, parent_end: Connection, parent
             items = read()
             if skip:
                 items = itertools.islice(items, skip, None)
-            for part in clean_parts(items, input_file=input_file, batch_size=batch_size, part_size=_PART_ITEMS,
-                                    min_abstract_words=min_abstract_words):
-                send("part", part)
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= _MESSAGE_ITEMS:
+                    send("items", _encode(chunk))
+                    chunk = []
+            if chunk:
+                send("items", _encode(chunk))
             send("end", None)
         except (_ParentGone, SystemExit):
             raise
         except SourceFileError as exc:
+            if chunk:
+                send("items", _encode(chunk))
             send("source_error", (exc.path, exc.problem, exc.line, exc.items_read))
         except BaseException as exc:  # noqa: BLE001 - every reader failure goes to the parent
+            if chunk:
+                send("items", _encode(chunk))
             send("error", _portable_exception(exc))
         _put(outbox, sender, None, parent_pid)
         sender.join()

@@ -10,14 +10,11 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
-import pyarrow as pa
-
 from kpe.clean import content_hash
-from kpe.records import Document, MeshHeading
+from kpe.records import Document
 from kpe.shards import mesh_dicts
 
 TEXT_FIELDS = (
@@ -35,15 +32,6 @@ def document_row(doc: Document) -> dict[str, Any]:
     row["sources"] = [doc.source]
     row["aliases"] = sorted(set(doc.aliases))
     return row
-
-
-def documents_of(table: pa.Table) -> list[Document]:
-    """The ``Document`` of each row of a documents shard table (``kpe.shards.DOCUMENT_SCHEMA``)."""
-    docs = []
-    for row in table.select([f.name for f in dataclasses.fields(Document)]).to_pylist():
-        row["mesh"] = [MeshHeading(m["name"], m["major"]) for m in row["mesh"] or []]
-        docs.append(Document(**row))
-    return docs
 
 
 def merge_document(existing: dict[str, Any] | None, incoming: Document, now: dt.datetime,

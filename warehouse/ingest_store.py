@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from kpe.ingest import Batch, InputUnit
-from kpe.merge import documents_of, merge_document
+from kpe.merge import merge_document
+from kpe.records import Document
+from kpe.shards import documents_table
 from warehouse import documents, ingest_files
 from warehouse.db import transaction
 
@@ -34,43 +37,33 @@ class DuckDBIngestStore:
             ingest_files.resume_file(self.con, row["file_id"])
         return row["file_id"], row["status"], row["records_done"], row["batches_done"]
 
-    def resolve_doc_ids(self, table: pa.Table) -> pa.Table:
-        """A document that shares an alias with a stored paper, or with an earlier document of the batch, takes
-        that paper's ``doc_id``; the table is returned unchanged when none does (the usual case)."""
-        doc_ids = table.column("doc_id").to_pylist()
-        aliases = table.column("aliases").to_pylist()
-        known = documents.resolve_aliases(self.con, (a for doc_aliases in aliases for a in doc_aliases))
-        resolved = []
-        for doc_id, doc_aliases in zip(doc_ids, aliases, strict=True):
-            match = known.get(doc_id) or next((known[a] for a in doc_aliases if a in known), None)
+    def resolve_doc_ids(self, docs: Sequence[Document]) -> None:
+        known = documents.resolve_aliases(self.con, (a for d in docs for a in d.aliases))
+        for doc in docs:
+            match = known.get(doc.doc_id) or next((known[a] for a in doc.aliases if a in known), None)
             if match:
-                doc_id = match
-            for alias in doc_aliases:
-                known.setdefault(alias, doc_id)
-            known.setdefault(doc_id, doc_id)
-            resolved.append(doc_id)
-        if resolved == doc_ids:
-            return table
-        column = table.schema.get_field_index("doc_id")
-        return table.set_column(column, table.schema.field(column), pa.array(resolved, pa.string()))
+                doc.doc_id = match
+            for alias in doc.aliases:
+                known.setdefault(alias, doc.doc_id)
+            known.setdefault(doc.doc_id, doc.doc_id)
 
     def commit(self, file_id: int, batch: Batch, now: dt.datetime) -> dict[str, int]:
         """Documents seen for the first time (not stored, once in the batch: most of them) go straight from the
         batch's Arrow table to DuckDB; the others are merged one by one (``kpe.merge``)."""
-        table = batch.documents
-        counts = {"n_records": table.num_rows + len(batch.quarantined),
+        docs = batch.documents
+        counts = {"n_records": len(docs) + len(batch.quarantined),
                   "n_quarantined": len(batch.quarantined), "n_deleted": len(batch.deletions),
                   "n_new": 0, "n_updated": 0, "n_unchanged": 0}
         with transaction(self.con):
-            doc_ids = table.column("doc_id").to_pylist()
-            current = documents.get_documents(self.con, doc_ids)
-            in_batch = Counter(doc_ids)
-            fresh = [i for i, doc_id in enumerate(doc_ids) if in_batch[doc_id] == 1 and doc_id not in current]
-            if len(fresh) < len(doc_ids):
-                fresh_set = set(fresh)
-                others = [i for i in range(len(doc_ids)) if i not in fresh_set]
+            current = documents.get_documents(self.con, (d.doc_id for d in docs))
+            in_batch = Counter(d.doc_id for d in docs)
+            fresh = [i for i, d in enumerate(docs) if in_batch[d.doc_id] == 1 and d.doc_id not in current]
+            if len(fresh) < len(docs):
+                fresh_ids = {docs[i].doc_id for i in fresh}
                 changed: dict[str, dict[str, Any]] = {}
-                for doc in documents_of(table.take(pa.array(others, pa.int64()))):
+                for doc in docs:
+                    if doc.doc_id in fresh_ids:
+                        continue
                     row, change = merge_document(current.get(doc.doc_id), doc, now, file_id)
                     counts[f"n_{change}"] += 1
                     current[doc.doc_id] = row
@@ -78,8 +71,7 @@ class DuckDBIngestStore:
                         changed[doc.doc_id] = row
                 documents.write_documents(self.con, list(changed.values()))
             if fresh:
-                new = table if len(fresh) == len(doc_ids) else table.take(pa.array(fresh, pa.int64()))
-                documents.insert_new_documents(self.con, new, now, file_id)
+                documents.insert_new_documents(self.con, _table_of(batch, fresh, now), now, file_id)
                 counts["n_new"] += len(fresh)
             documents.apply_deletions(self.con, [(d.source, d.source_id) for d in batch.deletions], file_id, now)
             file_name = self.con.execute("SELECT name FROM ingest_files WHERE file_id = ?", [file_id]).fetchone()[0]
@@ -97,3 +89,12 @@ class DuckDBIngestStore:
     def finish(self, file_id: int, status: str, error: str | None, seconds: float) -> dict[str, Any]:
         ingest_files.finish_file(self.con, file_id, status, error, _utcnow(), seconds)
         return ingest_files.get_file(self.con, file_id)
+
+
+def _table_of(batch: Batch, rows: list[int], now: dt.datetime) -> pa.Table:
+    """These documents of the batch as rows of its shard table (built here when the batch has none)."""
+    if batch.table is None:
+        return documents_table([batch.documents[i] for i in rows], "", now)
+    if len(rows) == batch.table.num_rows:
+        return batch.table
+    return batch.table.take(pa.array(rows, pa.int64()))

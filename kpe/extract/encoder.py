@@ -33,6 +33,11 @@ from kpe.encoders import resolve_encoder
 
 log = logging.getLogger(__name__)
 
+#: Padded tokens per batch. On CPU, batches whose activations stay in cache run fastest (all-MiniLM-L6-v2, one
+#: thread: phrases 441/s at 8192 tokens, 625/s at 2048; documents 11.7/s at 8192, 13.2/s at 2048).
+CPU_BATCH_TOKENS = 2048
+CUDA_BATCH_TOKENS = 65536
+
 # Files that do not change what a model computes (left out of its fingerprint).
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes", "LICENSE", "model_card.md"}
 _FINGERPRINT_SUFFIXES_SKIP = {".md", ".png", ".jpg", ".txt.lock"}
@@ -133,7 +138,7 @@ class SentenceEncoder:
         device: str = "auto",
         precision: str = "auto",
         threads: int | None = None,
-        batch_tokens: int = 8192,
+        batch_tokens: int | None = None,
     ) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -143,7 +148,7 @@ class SentenceEncoder:
         self.path = resolve_encoder(model_path)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or (CUDA_BATCH_TOKENS if self.device.startswith("cuda") else CPU_BATCH_TOKENS)
         self.model = SentenceTransformer(self.path, device=self.device)
         self.model.eval()
         self.tokenizer = self.model.tokenizer
@@ -190,6 +195,7 @@ class SentenceEncoder:
             transformer.model = torch.ao.quantization.quantize_dynamic(
                 transformer.model, {torch.nn.Linear}, dtype=torch.qint8
             )
+        log.info("int8: Linear layers of %s dynamically quantised", self.path)
 
     @property
     def input_embeddings(self) -> np.ndarray:

@@ -13,10 +13,11 @@ How one batch of documents is processed (``KeyBERTRanker.rank``):
 
 1. one encoder pass over each document gives its embedding (the first ``max_seq_length`` word pieces,
    as in KeyBERT; or the mean over windows with ``doc_embedding="chunks"``) and, for the contextual first
-   pass, a vector for every word piece (every window of the document is encoded for that);
-2. the first pass scores every candidate by the cosine between the document embedding and the mean of
-   its occurrences' token vectors, and keeps the ``prefilter_k`` best per document (``prefilter="none"``
-   keeps all: plain KeyBERT);
+   pass, the last-layer vector of every word piece it saw;
+2. the first pass scores every candidate that occurs in the encoded part by the cosine between the document
+   embedding and the mean of its occurrences' token vectors, and keeps the ``prefilter_k`` best per document,
+   plus every candidate the pass did not see (beyond the first window); ``prefilter="none"`` keeps all
+   (plain KeyBERT);
 3. kept candidates are deduplicated over the batch, looked up in the embedding cache, and the misses are
    encoded on their own (KeyBERT's phrase embeddings) in length-sorted batches;
 4. candidates are ranked by cosine to the document, or with MMR / Max Sum Distance.

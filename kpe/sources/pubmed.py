@@ -50,9 +50,6 @@ _PARSER_OPTIONS = dict(
     no_network=True,
 )
 
-_CITATION_TAGS = ("Article", "MeshHeadingList", "KeywordList", "OtherAbstract", "MedlineJournalInfo")
-_ARTICLE_TAGS = ("Journal", "ArticleTitle", "Abstract", "ELocationID", "Language", "PublicationTypeList",
-                 "VernacularTitle", "ArticleDate")
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 _XML_SPACE_RUN = re.compile(r"[ \t\r\n]{2,}|[\t\r\n]")
@@ -198,25 +195,35 @@ def _article_item(elem: etree._Element) -> SourceRecord | BadRecord:
 
 
 def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Element, pmid: str) -> SourceRecord:
-    """Fields of one ``PubmedArticle``: one pass over the children of each level (cheaper than a path
-    lookup per field: a record has about 30 fields and 10 MeSH headings)."""
-    article = journal_el = abstract_el = title_el = vernacular_el = language_el = None
-    medline_ta = None
+    """Fields of one ``PubmedArticle``: one pass over the children of each level, MeSH headings and keywords
+    read in the same pass (about 60 elements a record: every lxml access and Python call here counts)."""
+    article = medline_ta = None
     other_abstracts: list[etree._Element] = []
     keywords: list[str] = []
     seen_keywords: set[str] = set()
     mesh: list[MeshHeading] = []
-    for child in citation.iterchildren(*_CITATION_TAGS):
+    for child in citation:
         tag = child.tag
         if tag == "Article":
             article = child
         elif tag == "MeshHeadingList":
-            for heading in child.iterchildren("MeshHeading"):
-                if (entry := _mesh_heading(heading)) is not None:
-                    mesh.append(entry)
+            for heading in child:
+                if heading.tag != "MeshHeading":
+                    continue
+                name, major = "", False
+                for part in heading:
+                    part_tag = part.tag
+                    if part_tag == "DescriptorName":
+                        name = _text(part)
+                        if part.get("MajorTopicYN") == "Y":
+                            major = True
+                    elif part_tag == "QualifierName" and part.get("MajorTopicYN") == "Y":
+                        major = True
+                if name:
+                    mesh.append(MeshHeading(name, major))
         elif tag == "KeywordList":
-            for kw_el in child.iterchildren("Keyword"):
-                if (kw := _text(kw_el)) and (key := kw.casefold()) not in seen_keywords:
+            for kw_el in child:
+                if kw_el.tag == "Keyword" and (kw := _text(kw_el)) and (key := kw.casefold()) not in seen_keywords:
                     seen_keywords.add(key)
                     keywords.append(kw)
         elif tag == "OtherAbstract":
@@ -226,9 +233,9 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
 
     external_ids = {"pmid": pmid}
     publication_types: list[str] = []
-    article_date = None
+    journal_el = abstract_el = title_el = vernacular_el = language_el = article_date = None
     if article is not None:
-        for child in article.iterchildren(*_ARTICLE_TAGS):
+        for child in article:
             tag = child.tag
             if tag == "Journal":
                 journal_el = child
@@ -262,31 +269,38 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
     pub_date_el = None
     journal = ""
     if journal_el is not None:
-        for child in journal_el.iterchildren("JournalIssue", "Title"):
-            if child.tag == "Title":
+        for child in journal_el:
+            tag = child.tag
+            if tag == "Title":
                 journal = _text(child)
-            else:
-                pub_date_el = _child(child, "PubDate")
+            elif tag == "JournalIssue":
+                pub_date_el = None
+                for part in child:
+                    if part.tag == "PubDate":
+                        pub_date_el = part
+                        break
     year, pub_date = _date(pub_date_el)
     if year is None:
         year, pub_date = _date(article_date)
 
-    pubmed_data = _child(elem, "PubmedData")
-    if pubmed_data is not None:
-        for child in pubmed_data.iterchildren("ArticleIdList", "History"):
+    for pubmed_data in elem.iterchildren("PubmedData"):
+        for child in pubmed_data:
             tag = child.tag
             if tag == "ArticleIdList":
-                for aid in child.iterchildren("ArticleId"):
+                for aid in child:
                     id_type = aid.get("IdType")
-                    if id_type == "doi" and "doi" not in external_ids and (doi := _text(aid)):
-                        external_ids["doi"] = doi
-                    elif id_type == "pmc" and "pmcid" not in external_ids and (pmc := _text(aid)):
-                        external_ids["pmcid"] = pmc
+                    if id_type == "doi":
+                        if "doi" not in external_ids and aid.tag == "ArticleId" and (doi := _text(aid)):
+                            external_ids["doi"] = doi
+                    elif id_type == "pmc":
+                        if "pmcid" not in external_ids and aid.tag == "ArticleId" and (pmc := _text(aid)):
+                            external_ids["pmcid"] = pmc
             elif tag == "History" and year is None:
                 for hist in child.iterchildren("PubMedPubDate"):
                     if hist.get("PubStatus") == "pubmed":
                         year, pub_date = _date(hist)
                         break
+        break
 
     version_attr = (pmid_el.get("Version") or "").strip()
     version = int(version_attr) if version_attr.isdigit() else 1
@@ -308,25 +322,14 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
     )
 
 
-def _mesh_heading(heading: etree._Element) -> MeshHeading | None:
-    """A ``MeshHeading``: the descriptor, major when the descriptor or any qualifier is a major topic."""
-    name = ""
-    major = False
-    for child in heading:
-        if child.tag == "DescriptorName":
-            name = _text(child)
-            major = major or child.get("MajorTopicYN") == "Y"
-        elif child.tag == "QualifierName" and child.get("MajorTopicYN") == "Y":
-            major = True
-    return MeshHeading(name=name, major=major) if name else None
-
-
 def _abstract(abstract_el: etree._Element | None) -> str | None:
     """Sections of an ``Abstract``/``OtherAbstract`` as "LABEL: text" lines (no label: just the text)."""
     if abstract_el is None:
         return None
     parts = []
-    for section in abstract_el.iterchildren("AbstractText"):
+    for section in abstract_el:
+        if section.tag != "AbstractText":
+            continue
         text = _text(section)
         if not text:
             continue
