@@ -119,7 +119,10 @@ def clean_text(text: str | None, *, keep_newlines: bool = True) -> str | None:
     """Cleaned text (see the module docstring), or ``None`` when nothing is left."""
     if text is None:
         return None
-    if not text.isascii() or "<" in text or "&" in text:
+    if text.isascii() and "<" not in text and "&" not in text:
+        if "\n" not in text and "\r" not in text:  # one plain line (titles, keywords): spaces only
+            return _collapse_line(text) or None
+    else:
         if "&" in text:
             text = html.unescape(text)
             if "&" in text and _ENTITY.search(text):
@@ -148,8 +151,8 @@ def is_valid_text(text: str | None) -> bool:
     """False when text holds a replacement character or a control character (undecodable bytes)."""
     if text is None:
         return True
-    if "\ufffd" not in text and text.replace("\n", " ").isprintable():  # fast path: no control character
-        return True
+    if "\ufffd" not in text and (text.isprintable() or text.replace("\n", " ").isprintable()):
+        return True  # fast path: no control character (a line break is no control character here)
     return _INVALID.search(text) is None
 
 

@@ -38,7 +38,12 @@ class DuckDBIngestStore:
         return row["file_id"], row["status"], row["records_done"], row["batches_done"]
 
     def resolve_doc_ids(self, docs: Sequence[Document]) -> None:
-        known = documents.resolve_aliases(self.con, (a for d in docs for a in d.aliases))
+        """A document that shares an alias with a stored paper, or with an earlier document of the batch, takes
+        that paper's ``doc_id``."""
+        aliases = [a for d in docs for a in d.aliases]
+        known = documents.resolve_aliases(self.con, aliases)
+        if not known and len(set(aliases)) == len(aliases) and all(d.doc_id in d.aliases for d in docs):
+            return  # nothing stored and nothing shared inside the batch (the usual case): nothing to change
         for doc in docs:
             match = known.get(doc.doc_id) or next((known[a] for a in doc.aliases if a in known), None)
             if match:
