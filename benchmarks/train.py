@@ -110,7 +110,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    methods: list[tuple[str, str | None]] = [("keybert", None)]
+    methods: list[tuple[str, str | None]] = [] if args.no_baseline else [("keybert", None)]
     if args.kpe:
         methods.append(("kpe", None))
     if args.tagger:
@@ -165,6 +165,7 @@ def main() -> None:
     p_table.add_argument("--keybert-ft", default=None, help="encoder dir for keybert-ft (default: the tagger's)")
     p_table.add_argument("--mlm-tagger", default=None, help="a tagger started from the MLM encoder")
     p_table.add_argument("--kpe", action="store_true", help="also the project's KeyBERT engine (kpe)")
+    p_table.add_argument("--no-baseline", action="store_true", help="leave out plain KeyBERT")
     p_table.add_argument("--lake", type=Path, default=None)
     p_table.add_argument("--limit", type=int, default=None)
     p_table.add_argument("--silver-limit", type=int, default=None)

@@ -28,6 +28,7 @@ import os
 import pickle
 import queue as queue_module
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -125,8 +126,8 @@ def ingest_unit(unit: InputUnit, store: IngestStore, *, lake_dir: Path, batch_si
     """Ingest one unit incrementally (skips a unit already ingested with the same checksum).
 
     ``parallel``: read the unit in a reader process (``True``), in this process (``False``), or decide by
-    size (``None``: units of ``PARALLEL_MIN_BYTES`` or more, where the platform can fork). Both give the
-    same documents, quarantine rows, shards and watermark.
+    size (``None``: units of ``PARALLEL_MIN_BYTES`` or more, on Linux). Both give the same documents,
+    quarantine rows, shards and watermark.
     """
     started = time.perf_counter()
     sha = unit.sha256()
@@ -233,12 +234,15 @@ _record_values = operator.attrgetter(*_RECORD_FIELDS)
 
 
 def _use_reader_process(unit: InputUnit, parallel: bool | None) -> bool:
-    """Whether to read in a reader process: asked for (or a big unit), and this process may fork children."""
+    """Whether to read in a reader process: asked for, or (``None``) a big unit on Linux; never where this
+    process cannot fork or cannot have children (a daemonic process)."""
     if parallel is False or "fork" not in multiprocessing.get_all_start_methods():
         return False
-    if multiprocessing.current_process().daemon:  # daemonic processes cannot have children
+    if multiprocessing.current_process().daemon:
         return False
-    return parallel is True or unit.size() >= PARALLEL_MIN_BYTES
+    if parallel is None:  # forking is safe on Linux; macOS system libraries may not survive it
+        return sys.platform.startswith("linux") and unit.size() >= PARALLEL_MIN_BYTES
+    return True
 
 
 def _encode(items: list[SourceItem]) -> list[Any]:
@@ -276,6 +280,9 @@ def _read_in_reader_process(unit: InputUnit, skip: int) -> Iterator[SourceItem]:
                              name=f"kpe-reader-{unit.name}", daemon=True)
     try:
         reader.start()
+    except BaseException:
+        receiving.close()
+        raise
     finally:
         sending.close()  # only the reader writes: its death then reads as end of file here, never a hang
     try:
@@ -300,7 +307,9 @@ def _read_in_reader_process(unit: InputUnit, skip: int) -> Iterator[SourceItem]:
 
 
 def _stop_process(reader: multiprocessing.process.BaseProcess) -> None:
-    """Stop the reader process (if still running) and reap it; never leaves it behind."""
+    """Reap the reader process: it exits by itself once its pipe is closed (at once when it has sent
+    everything); one that does not is terminated, then killed. It never outlives this call."""
+    reader.join(_STOP_TIMEOUT_S)
     if reader.is_alive():
         reader.terminate()
         reader.join(_STOP_TIMEOUT_S)
@@ -342,14 +351,12 @@ def _reader_main(read: Callable[[], Iterator[SourceItem]], skip: int, channel: C
         try:
             items = read()
             if skip:
-                items = itertools.islice(items, skip, None)
+                items = itertools.islice(items, 0, None)
             for item in items:
                 chunk.append(item)
                 if len(chunk) >= _MESSAGE_ITEMS:
                     send("items", _encode(chunk))
                     chunk = []
-            if chunk:
-                send("items", _encode(chunk))
             send("end", None)
         except (_ParentGone, SystemExit):
             raise

@@ -81,19 +81,19 @@ def test_document_with_empty_text_is_valid(tmp_path: Path):
 # --- the CLI on Inspec dev ---------------------------------------------------------------------------
 
 
-def test_cli_reports_keybert_yake_tfidf_in_one_run_and_stores(cli, kpe_env: Path, shared_data: Path):
+def test_cli_reports_keybert_yake_tfidf_kpe_in_one_run_and_stores(cli, kpe_env: Path, shared_data: Path):
     preds_path = kpe_env / "preds.jsonl"
     result = _invoke(cli, [
         "evaluate", "--data", str(shared_data / KEYPHRASE / "inspec_dev.jsonl"),
-        "--method", "keybert", "--method", "yake", "--method", "tfidf",
+        "--method", "keybert", "--method", "yake", "--method", "tfidf", "--method", "kpe",
         "--limit", "20", "--json", "--predictions-out", str(preds_path), "--store",
     ])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [r["method"] for r in lines] == ["keybert", "yake", "tfidf"]
+    assert [r["method"] for r in lines] == ["keybert", "yake", "tfidf", "kpe"]
     docs = load_jsonl(shared_data / KEYPHRASE / "inspec_dev.jsonl", limit=20)
     predictions = [json.loads(line) for line in preds_path.read_text().splitlines()]
-    assert len(predictions) == 3 * 20
+    assert len(predictions) == 4 * 20
     for r in lines:
         assert r["dataset"] == "inspec_dev" and r["split"] == "dev" and r["n_docs"] == 20
         assert r["n_gold"]["all"] == sum(len(unique_keys(d.keyphrases)) for d in docs)
@@ -110,7 +110,7 @@ def test_cli_reports_keybert_yake_tfidf_in_one_run_and_stores(cli, kpe_env: Path
     con = db.connect(kpe_env / "warehouse.duckdb", read_only=True)
     stored = list_evaluations(con, dataset="inspec_dev")
     con.close()
-    assert sorted(row["method"] for row in stored) == ["keybert", "tfidf", "yake"]
+    assert sorted(row["method"] for row in stored) == ["keybert", "kpe", "tfidf", "yake"]
     by_method = {row["method"]: row for row in stored}
     assert by_method["keybert"]["model_version"] == "default" and by_method["yake"]["n_docs"] == 20
     assert by_method["yake"]["metrics"]["macro"] == next(r for r in lines if r["method"] == "yake")["macro"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import itertools
+import os
+import signal
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from lxml import etree
@@ -208,3 +211,131 @@ def test_bad_inputs_give_partial_files_and_quarantine_rows_and_keep_stored_data(
     assert all(after[doc_id] == h for doc_id, h in stored)  # nothing already stored is lost
     statuses = dict(con.execute("SELECT name, status FROM ingest_files").fetchall())
     assert statuses[malformed.name] == "partial"
+
+
+# --- the reader process (ingest_unit(parallel=True)) ---------------------------------------------------------
+
+
+def _full_file_unit(shared_data: Path, limit: int, pid_file: Path | None = None, fail_at: int | None = None,
+                    kill_at: int | None = None):
+    """The first ``limit`` items of a real full MEDLINE file; the reader notes the process it runs in and can
+    raise (``fail_at``) or kill its own process (``kill_at``) at an item."""
+    path = shared_data / "pubmed" / "full_files" / "pubmed20n0014.xml.gz"
+    unit = unit_from_spec(InputSpec(source="pubmed", name=path.name, uri=str(path), paths=[str(path)]))
+    read = unit.read
+
+    def reader():
+        if pid_file is not None:
+            pid_file.write_text(str(os.getpid()))
+        for i, item in enumerate(itertools.islice(read(), limit)):
+            if i == fail_at:
+                raise RuntimeError("simulated crash")
+            if i == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield item
+    unit.read = reader
+    return unit
+
+
+def _state(con, lake: Path) -> dict:  # noqa: ANN001
+    """Everything an ingest leaves behind, without timestamps: warehouse rows and shard contents."""
+    shards = con.execute("SELECT path, kind, rows, batch FROM shards ORDER BY path").fetchall()
+    return {
+        "documents": con.execute("SELECT * EXCLUDE (first_seen, updated_at, deleted_at, last_file_id) "
+                                 "FROM documents ORDER BY doc_id").fetchall(),
+        "aliases": con.execute("SELECT alias, doc_id FROM doc_aliases ORDER BY alias").fetchall(),
+        "quarantine": con.execute("SELECT source, file_name, record_id, reason, raw_snippet FROM quarantine "
+                                  "ORDER BY quarantine_id").fetchall(),
+        "deletions": con.execute("SELECT source, source_id, doc_id FROM deletions ORDER BY ALL").fetchall(),
+        "files": con.execute("SELECT name, status, records_done, batches_done, n_records, n_new, n_updated, "
+                             "n_unchanged, n_deleted, n_quarantined, error FROM ingest_files ORDER BY file_id").fetchall(),
+        "shards": shards,
+        "shard_rows": {path: pq.read_table(lake / path).drop(["ingested_at"]).to_pylist() for path, *_ in shards},
+    }
+
+
+def _no_child_processes() -> bool:
+    return not psutil.Process().children(recursive=True)
+
+
+def test_reader_process_gives_the_same_documents_quarantine_and_shards(shared_data: Path, tmp_path: Path) -> None:
+    samples = pubmed_specs([str(shared_data / "pubmed" / "medline_samples")], tmp_path / "dl")
+    states, readers = {}, {}
+    for parallel in (False, True):
+        con, lake = connect(tmp_path / f"{parallel}.duckdb"), tmp_path / f"lake-{parallel}"
+        pid_file = tmp_path / f"reader-{parallel}.pid"
+        # revised records, deletions and bad records (samples), then 2,600 records of a full file in batches
+        # of 400 (the last one partial)
+        units = [unit_from_spec(s) for s in samples] + [_full_file_unit(shared_data, 2600, pid_file)]
+        reports = [ingest_unit(u, DuckDBIngestStore(con), lake_dir=lake, batch_size=400, min_abstract_words=5,
+                               log=lambda _m: None, parallel=parallel) for u in units]
+        assert {r.status for r in reports} == {"done"}
+        states[parallel], readers[parallel] = _state(con, lake), int(pid_file.read_text())
+    assert readers[False] == os.getpid() != readers[True]  # the parallel run really read in another process
+    assert states[True]["files"][-1][2:4] == (2600, 7)
+    assert states[True]["deletions"] and states[True]["quarantine"] and len(states[True]["documents"]) > 2500
+    assert states[True] == states[False]
+    assert _no_child_processes()
+
+
+def test_crash_in_the_reader_process_fails_the_file_and_a_rerun_resumes_exactly(shared_data: Path,
+                                                                                 tmp_path: Path) -> None:
+    reference = connect(tmp_path / "ref.duckdb")
+    ingest_unit(_full_file_unit(shared_data, 1500), DuckDBIngestStore(reference), lake_dir=tmp_path / "ref",
+                batch_size=500, min_abstract_words=5, log=lambda _m: None, parallel=False)
+
+    con, lake = connect(tmp_path / "w.duckdb"), tmp_path / "lake"
+    with pytest.raises(RuntimeError, match="simulated crash") as raised:
+        ingest_unit(_full_file_unit(shared_data, 1500, fail_at=1200), DuckDBIngestStore(con), lake_dir=lake,
+                    batch_size=500, min_abstract_words=5, log=lambda _m: None, parallel=True)
+    assert any("reader process" in note for note in raised.value.__notes__)  # with the reader's traceback
+    assert con.execute("SELECT status, records_done, batches_done FROM ingest_files").fetchone() == ("failed", 1000, 2)
+    assert _no_child_processes()
+
+    # resume in a reader process again: it skips the 1,000 committed items and writes batch 3 only
+    report = ingest_unit(_full_file_unit(shared_data, 1500), DuckDBIngestStore(con), lake_dir=lake,
+                         batch_size=500, min_abstract_words=5, log=lambda _m: None, parallel=True)
+    assert report.status == "done" and report.records == 1500
+    assert _state(con, lake) == _state(reference, tmp_path / "ref")
+
+
+def test_reader_process_file_error_keeps_the_records_before_it(shared_data: Path, tmp_path: Path) -> None:
+    raw = gzip.decompress(medline_sample_files(shared_data)[0].read_bytes())
+    cut = raw.index(b"</PubmedArticle>", len(raw) // 2) + len(b"</PubmedArticle>")
+    malformed = tmp_path / "pubmed90n0002.xml"
+    malformed.write_bytes(raw[:cut] + b"<PubmedArticle><broken></PubmedArticle>" + raw[cut:])
+    reports = {}
+    for parallel in (False, True):
+        con = connect(tmp_path / f"{parallel}.duckdb")
+        spec = InputSpec(source="pubmed", name=malformed.name, uri=str(malformed), paths=[str(malformed)])
+        reports[parallel] = ingest_unit(unit_from_spec(spec), DuckDBIngestStore(con), lake_dir=tmp_path / "lake",
+                                        batch_size=7, min_abstract_words=5, log=lambda _m: None, parallel=parallel)
+    assert reports[True].status == "partial" and "line" in reports[True].error
+    assert reports[True].records == raw[:cut].count(b"<PubmedArticle>")
+    assert (reports[True].error, reports[True].records) == (reports[False].error, reports[False].records)
+    assert _no_child_processes()
+
+
+def test_reader_process_is_stopped_when_committing_fails_or_it_dies(shared_data: Path, tmp_path: Path) -> None:
+    class FailingStore(DuckDBIngestStore):
+        def commit(self, file_id, batch, now):  # noqa: ANN001, ANN201
+            if batch.number == 2:
+                raise OSError("disk full")
+            return super().commit(file_id, batch, now)
+
+    con = connect(tmp_path / "w.duckdb")
+    pid_file = tmp_path / "reader.pid"
+    with pytest.raises(OSError, match="disk full"):
+        ingest_unit(_full_file_unit(shared_data, 30000, pid_file), FailingStore(con), lake_dir=tmp_path / "lake",
+                    batch_size=300, min_abstract_words=5, log=lambda _m: None, parallel=True)
+    assert not psutil.pid_exists(int(pid_file.read_text())) and _no_child_processes()
+    assert con.execute("SELECT status, records_done FROM ingest_files").fetchone() == ("failed", 300)
+
+    # a reader process that dies without a word (killed, out of memory) fails the file instead of hanging
+    con = connect(tmp_path / "w2.duckdb")
+    with pytest.raises(RuntimeError, match="reader process died"):
+        ingest_unit(_full_file_unit(shared_data, 1500, kill_at=700), DuckDBIngestStore(con),
+                    lake_dir=tmp_path / "lake2", batch_size=500, min_abstract_words=5, log=lambda _m: None,
+                    parallel=True)
+    assert con.execute("SELECT status, records_done FROM ingest_files").fetchone() == ("failed", 500)
+    assert _no_child_processes()

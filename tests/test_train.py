@@ -267,6 +267,10 @@ def test_mlm_produces_an_encoder_the_tagger_starts_from(tmp_path: Path, shared_d
                             max_steps=2, whole_word_mask=True, output_dir=tmp_path / "mlm",
                             shared_data_dir=shared_data, **FAST))
     assert mlm.steps == 2 and mlm.data_summary["lake"]["docs"] == 40
+    first_40 = [r["doc_id"] for r in load_lake_documents(lake, cache_dir=tmp_path / "cache")][:40]
+    held_out = sum(split_of(d) == "dev" for d in first_40)  # the PubMed dev split never feeds pretraining
+    corpus = mlm.data_summary["corpus"]
+    assert corpus["train_docs"] + corpus["val_docs"] == 40 - held_out
     assert mlm.metrics["val_loss"] > 0
     assert json.loads((mlm.model_dir / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
 

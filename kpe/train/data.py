@@ -4,7 +4,7 @@ Usage::
 
     docs = load_benchmark("inspec", "train")                  # list[KeyphraseDoc]
     silver = silver_docs(lake_dir, warehouse_path)            # documents whose author keywords occur in the text
-    train_docs, val_docs = split_docs(docs)                   # kpe.splits.split_of(doc_id)
+    train_docs, val_docs = split_docs(docs)                   # PubMed dev split held out, salted validation
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "kp20k_small": {"train": "kp20k_small_train.jsonl", "dev": "kp20k_small_valid.jsonl"},
 }
 SILVER = "pubmed"
+LAKE = "lake"  # lake documents without labels (the masked-LM corpus)
 _LAKE_COLUMNS = ["doc_id", "source", "title", "abstract", "keywords", "content_hash", "ingested_at"]
 
 
@@ -189,21 +190,21 @@ def corpus_texts(lake_dir: Path | str | None, warehouse_path: Path | str | None 
     for row in load_lake_documents(lake_dir, warehouse_path, cache_dir=cache_dir):
         text = document_text(row.get("title"), row.get("abstract"))
         if text.strip():
-            docs.append(KeyphraseDoc(doc_id=row["doc_id"], text=text, keyphrases=[], dataset="lake"))
+            docs.append(KeyphraseDoc(doc_id=row["doc_id"], text=text, keyphrases=[], dataset=LAKE))
     return docs
 
 
 def split_docs(docs: Sequence[KeyphraseDoc], dev_fraction: float = DEV_FRACTION) -> tuple[list[KeyphraseDoc], list[KeyphraseDoc]]:
     """``(train, validation)``, stable across runs and machines.
 
-    PubMed silver documents of the held-out split (``kpe.splits.split_of(doc_id) == "dev"``) are left out
-    entirely: they are the gate's and the harness's PubMed dev set, so neither training nor checkpoint
-    selection may see them. Validation is a *salted* hash slice of what remains, so it never coincides with
+    PubMed silver documents (and unlabelled lake documents of the masked-LM corpus) of the held-out split
+    (``kpe.splits.split_of(doc_id) == "dev"``) are left out entirely: they are the gate's and the harness's
+    PubMed dev set, so neither training, domain-adaptive pretraining nor checkpoint selection may see them. Validation is a *salted* hash slice of what remains, so it never coincides with
     that dev set.
     """
     train, val = [], []
     for doc in docs:
-        if doc.dataset == SILVER and split_of(doc.doc_id) == "dev":
+        if doc.dataset in (SILVER, LAKE) and split_of(doc.doc_id) == "dev":
             continue
         (val if split_of(f"validation:{doc.doc_id}", dev_fraction) == "dev" else train).append(doc)
     return train, val
