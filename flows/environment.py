@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -24,3 +25,8 @@ def apply_defaults() -> None:
     # Analytics off and no tracking are not negotiable for this project.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
+    # Prefect creates PREFECT_HOME without its parents; a missing parent leaves the temporary API server unable
+    # to open its database, which shows only as a start-up timeout minutes later.
+    home = os.environ.get("PREFECT_HOME")
+    if home:
+        Path(home).expanduser().mkdir(parents=True, exist_ok=True)

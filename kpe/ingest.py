@@ -351,12 +351,14 @@ def _reader_main(read: Callable[[], Iterator[SourceItem]], skip: int, channel: C
         try:
             items = read()
             if skip:
-                items = itertools.islice(items, 0, None)
+                items = itertools.islice(items, skip, None)
             for item in items:
                 chunk.append(item)
                 if len(chunk) >= _MESSAGE_ITEMS:
                     send("items", _encode(chunk))
                     chunk = []
+            if chunk:
+                send("items", _encode(chunk))
             send("end", None)
         except (_ParentGone, SystemExit):
             raise

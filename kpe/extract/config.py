@@ -50,7 +50,7 @@ class ExtractionConfig(BaseModel):
         "contextual = mean of the document pass's token vectors over the candidate's occurrences; "
         "static = mean of the encoder's input token embeddings",
     )
-    prefilter_k: int = Field(30, ge=1, description="Candidates per document kept by the prefilter")
+    prefilter_k: int = Field(30, ge=1, description="Candidates per document kept by the prefilter (at least top_n)")
     doc_embedding: Literal["truncate", "chunks"] = Field(
         "truncate",
         description="truncate: the encoder sees the first max_seq_length word pieces; chunks: mean of the "

@@ -141,19 +141,19 @@ class KeyBERTRanker:
                 keep = np.flatnonzero(covered)
                 vectors[d] = pooled[keep]
                 kept.append([doc_cands[i] for i in keep])
-            elif cfg.prefilter == "none" or len(doc_cands) <= cfg.prefilter_k:
+            elif cfg.prefilter == "none" or len(doc_cands) <= max(cfg.prefilter_k, cfg.top_n):
                 kept.append(doc_cands)
             elif cfg.prefilter == "contextual":
                 pooled, covered = pooled_token_vectors(enc, doc_cands)
                 scores = cosine_scores(enc.embedding, pooled)
                 scores[~covered] = -np.inf
-                best = top_by_score(scores, min(cfg.prefilter_k, int(covered.sum())))
+                best = top_by_score(scores, min(max(cfg.prefilter_k, cfg.top_n), int(covered.sum())))
                 unseen = np.flatnonzero(~covered)  # not located in the text: always passed on
                 kept.append([doc_cands[i] for i in np.concatenate([best, unseen])])
             else:  # static
                 static = self.encoder.static_embeddings([c.phrase for c in doc_cands])
                 scores = cosine_scores(static_docs[d], static)
-                kept.append([doc_cands[i] for i in top_by_score(scores, cfg.prefilter_k)])
+                kept.append([doc_cands[i] for i in top_by_score(scores, max(cfg.prefilter_k, cfg.top_n))])
         t = self._tick("first_pass", t)
         self.counts["kept"] += sum(len(k) for k in kept)
 
