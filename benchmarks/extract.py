@@ -12,12 +12,13 @@ other documents (warm-up, not timed). Timed:
 * keybert: ``KeyBERT(model).extract_keywords(docs, keyphrase_ngram_range=(1, 3), stop_words="english", top_n=10)``;
 * kpe: ``KeyphraseEngine(ExtractionConfig(threads=...))`` with an empty embedding cache (cold: only phrases
   repeated inside the N documents hit), then again on the same documents (warm: every phrase cached);
+* kpe fast: ``ExtractionConfig.fast()`` (candidates pooled from the document pass, int8 on CPU: no phrase pass);
 * kpe-keybert: ``ExtractionConfig.keybert()`` (KeyBERT's own candidates, all encoded): its top-10 agreement
   with plain KeyBERT (share of KeyBERT's top-10 phrases it also returns) checks the fast path reproduces it.
 
 ``--quality`` adds macro F1@5 / F1@10 over present gold (``kpe.evaluate.metrics``, strict ``/k``) on Inspec
 dev (500) and a PubMed silver set (the first 500 records of pubmed21n1298 with an author keyword in the
-text), kpe vs plain KeyBERT. ``--levers`` times each speed lever on its own (cumulative). ``--rss-file``
+text), kpe and kpe fast vs plain KeyBERT. ``--levers`` times each speed lever on its own (cumulative). ``--rss-file``
 runs the default engine alone, in a child process, over every abstract of a MEDLINE file in batches of
 ``settings.extract_batch_size`` and reports its peak RSS.
 """
@@ -153,6 +154,7 @@ class Bench:
         from kpe.extract.engine import KeyphraseEngine
 
         base = ExtractionConfig.keybert if overrides.pop("keybert", False) else ExtractionConfig
+        base = ExtractionConfig.fast if overrides.pop("fast", False) else base
         config = base(threads=self.threads, device=self.device, **overrides)
         return KeyphraseEngine(config, model_path=self.model_path, cache_dir=Path(self.tmp.name) / name)
 
@@ -235,6 +237,9 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     cold_stats = engine_stats(engine, n)
     warm_s, _ = bench.kpe(engine, warm=False)
     log(f"kpe: {n / kpe_s:.2f} docs/s cold cache, {n / warm_s:.2f} warm")
+    fast_engine = bench.engine("kpe-fast", fast=True)
+    fast_s, fast_out = bench.kpe(fast_engine)
+    log(f"kpe fast: {n / fast_s:.2f} docs/s")
     kb_engine = bench.engine("kpe-keybert", keybert=True, use_cache=False)
     kbm_s, kbm_out = bench.kpe(kb_engine)
     log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
@@ -250,6 +255,9 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "kpe_docs_per_s": round(n / kpe_s, 2),
         "kpe_warm_cache_docs_per_s": round(n / warm_s, 2),
         "kpe_keybert_mode_docs_per_s": round(n / kbm_s, 2),
+        "kpe_fast_docs_per_s": round(n / fast_s, 2),
+        "speedup_vs_keybert_fast": round(keybert_s / fast_s, 2),
+        "kpe_fast_vs_floor": round(floor_s / fast_s, 3),
         "speedup_vs_keybert": round(keybert_s / kpe_s, 2),
         "speedup_vs_keybert_warm_cache": round(keybert_s / warm_s, 2),
         "kpe_vs_floor": round(floor_s / kpe_s, 3),
@@ -257,6 +265,8 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "top10_agreement_default_config": round(agreement(kpe_out, keybert_out), 4),
         "kpe": {"config_hash": engine.config_hash, "config": json.loads(engine.resolved_config.to_json()), **cold_stats},
         "kpe_keybert_mode": engine_stats(kb_engine, n),
+        "kpe_fast": {"config_hash": fast_engine.config_hash, "config": json.loads(fast_engine.resolved_config.to_json()),
+                     **engine_stats(fast_engine, n)},
     }
     quality_sets = None
     if args.quality or args.levers_quality:
@@ -268,10 +278,12 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             fresh = bench.engine(f"quality-{name}")
             ours = [[kp.phrase for kp in r] for r in fresh.extract(texts)]
             kbm = [[kp.phrase for kp in r] for r in kb_engine.extract(texts)]
+            quick = [[kp.phrase for kp in r] for r in fast_engine.extract(texts)]
             quality[name] = {
                 "n_docs": len(texts),
                 "keybert": macro_present_f1(kb_pred, gold, texts),
                 "kpe": macro_present_f1(ours, gold, texts),
+                "kpe_fast": macro_present_f1(quick, gold, texts),
                 "kpe_keybert_mode": macro_present_f1(kbm, gold, texts),
                 "kpe_keybert_mode_top10_agreement": round(agreement(kbm, kb_pred), 4),
             }
@@ -314,12 +326,14 @@ def print_summary(r: dict[str, Any]) -> None:
     print(f"  plain KeyBERT       {r['keybert_docs_per_s']:8.2f} docs/s")
     print(f"  kpe (cold cache)    {r['kpe_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert']} vs KeyBERT, {r['kpe_vs_floor']:.2f} of the floor")
     print(f"  kpe (warm cache)    {r['kpe_warm_cache_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_warm_cache']} vs KeyBERT")
+    print(f"  kpe fast            {r['kpe_fast_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_fast']} vs KeyBERT, {r['kpe_fast_vs_floor']:.2f} of the floor")
     print(f"  kpe keybert mode    {r['kpe_keybert_mode_docs_per_s']:8.2f} docs/s   top-10 agreement with KeyBERT {r['top10_agreement']:.4f}")
     print(f"  default config's top-10 agreement with KeyBERT {r['top10_agreement_default_config']:.4f} (other candidates)")
     print(f"  kpe: {r['kpe']['candidates_per_doc']} candidates/doc, {r['kpe']['kept_per_doc']} to the phrase pass, "
           f"{r['kpe']['encoded_phrases_per_doc']} encoded/doc; stages {r['kpe']['stage_seconds']}")
     for name, q in r.get("quality", {}).items():
-        print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe keybert mode {q['kpe_keybert_mode']}")
+        print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe fast {q['kpe_fast']}  "
+              f"kpe keybert mode {q['kpe_keybert_mode']}")
     for row in r.get("levers", []):
         print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} {row['lever']}")
     print(f"  peak RSS {r['peak_rss_mb']} MB (whole benchmark process); load average {r['load_average']}")

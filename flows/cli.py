@@ -90,6 +90,11 @@ def nightly(
         help="Extract at most N documents in this run; the rest wait for the next run.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per extraction batch (one transaction).")] = None,
     top_n: Annotated[Optional[int], typer.Option(help="Keyphrases per document.")] = None,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="The throughput setting (ExtractionConfig.fast): no per-phrase encoder pass, int8 on CPU.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="An extraction setting (ExtractionConfig field), e.g. --set diversity=0.5; "
+        "repeatable.")] = None,
 ) -> None:
     """Run the nightly job: ingest new files, extract keyphrases for new/changed documents, report."""
     from flows.nightly import nightly as nightly_flow
@@ -100,10 +105,37 @@ def nightly(
     pubmed_inputs = list(pubmed) if pubmed else list(settings.pubmed_sources)
     if sample:
         pubmed_inputs.append(str(sample_medline_path(settings.cache_dir, settings.shared_data_dir)))
-    config = {"top_n": top_n} if top_n else None
+    config = extraction_settings(set_ or [], top_n=top_n, fast=fast)
     result = nightly_flow(pubmed=pubmed_inputs, s2=list(s2) if s2 else list(settings.s2_sources), limit=limit,
                           batch_size=batch_size, config=config)
     print_summary(result)
+
+
+def extraction_settings(pairs: list[str], top_n: int | None = None, fast: bool = False) -> dict | None:
+    """``--set KEY=VALUE`` pairs (values read as JSON where they parse, else as text), ``--top-n`` and ``--fast``
+    as the nightly flow's ``config``; a bad key or value is a clear error."""
+    from pydantic import ValidationError
+
+    from kpe.extract.config import ExtractionConfig
+
+    values: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    if top_n:
+        values["top_n"] = top_n
+    if not values and not fast:
+        return None
+    try:
+        config = ExtractionConfig.fast(**values) if fast else ExtractionConfig(**values)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
+    return config.model_dump(mode="json")
 
 
 def print_summary(result: dict) -> None:

@@ -179,7 +179,8 @@ def train_command(
     method: str | None = typer.Option(
         None, "--method",
         help="Extraction method production would run with the model: tagger, hybrid or keybert-ft for a tagger; "
-             "joint or keybert-ft for a joint model (default: the same as --kind).",
+             "joint or keybert-ft for a joint model (default: each is evaluated on the gate sets and the best is "
+             "chosen).",
     ),
     base_model: str | None = typer.Option(
         None, "--base-model", help="Encoder to start from: a local model directory (default: packaged all-MiniLM-L6-v2)."

@@ -13,6 +13,7 @@ nightly re-extracts with it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flows.environment import apply_defaults
@@ -29,10 +30,12 @@ from tasks.train import (  # noqa: E402
     base_model_name,
     build_training_data_task,
     check_kind_and_method,
+    choose_method_task,
     decide_and_record_task,
     decision_markdown,
     evaluate_task,
     load_gate_sets_task,
+    method_means,
     production_model_task,
     register_candidate_task,
     reject_after_failure,
@@ -64,17 +67,19 @@ def train(
     """Train a candidate and let the gate decide.
 
     kind: ``tagger`` or ``joint``; method: what production extraction would run with the model (``tagger``,
-    ``hybrid``, ``keybert-ft`` for a tagger; ``joint``, ``keybert-ft`` for a joint model; default: the kind).
+    ``hybrid``, ``keybert-ft`` for a tagger; ``joint``, ``keybert-ft`` for a joint model; default: each is
+    evaluated on the gate sets and the best mean macro F1@5 is chosen, then compared with production).
     base_model: local encoder dir (default: packaged all-MiniLM-L6-v2). train_data: benchmark names, JSONL
     paths or ``pubmed`` (default: Inspec + SemEval-2017 train, plus PubMed silver when the lake has
     documents). max_steps replaces epochs when given; mlm_steps > 0 first adapts the encoder with masked-LM
     on the corpus. train_limit: documents per training source; gate_limit: documents per gate set (None:
     all). margin / tolerance: see ``kpe.evaluate.gate.decide``. auto_promote=False records the decision
     without promoting. train_options: any other ``kpe.train.TrainConfig`` field (``max_length``,
-    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision", "model_path", "training"}``.
+    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision", "method", "model_path", "training"}``.
     """
     logger = get_run_logger()
-    method = check_kind_and_method(kind, method)
+    choose = method is None  # the gate sets choose the method (see step 4)
+    method = check_kind_and_method(kind, method)  # until then: the kind's own method
     version = new_version(kind)
     run_dir = model_dir(version)
     base_name = base_model_name(base_model)
@@ -116,11 +121,18 @@ def train(
     try:
         production_model = production_model_task()
         sets = load_gate_sets_task(gate_limit)
-        candidate = evaluate_task("candidate", candidate_model, sets)
+        extra: dict[str, Any] = {"training": training}
+        if choose:
+            method, by_method = choose_method_task(version, kind, candidate_model, sets)
+            candidate_model = replace(candidate_model, method=method)
+            candidate = by_method[method]
+            extra["method_choice"] = {"chosen": method, "mean_f1@5_present": method_means(by_method)}
+        else:
+            candidate = evaluate_task("candidate", candidate_model, sets)
         production = evaluate_task("production", production_model, sets)
         run_id = str(flow_run.id) if flow_run.id else None
         outcome = decide_and_record_task(version, candidate, production, production_model, margin, tolerance,
-                                         auto_promote, extra={"training": training}, flow_run_id=run_id)
+                                         auto_promote, extra=extra, flow_run_id=run_id)
     except Exception as exc:
         logger.error("gate failed for %s: %s; the candidate is rejected", version, exc)
         reject_after_failure(version, exc)
@@ -132,4 +144,4 @@ def train(
         description=f"{version}: {outcome['status']}",
     )
     logger.info("%s -> %s: %s", version, outcome["status"], outcome["decision"]["reason"])
-    return {**outcome, "model_path": candidate_model.model_path, "training": training}
+    return {**outcome, "method": method, "model_path": candidate_model.model_path, "training": training}

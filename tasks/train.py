@@ -12,8 +12,9 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -21,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kpe.encoders import DEFAULT_ENCODER_NAME, packaged_encoder_path, resolve_encoder
 from kpe.evaluate.benchmarks import GoldDocument
-from kpe.evaluate.gate import GateDecision, decide
+from kpe.evaluate.gate import GateDecision, decide, primary_metric
 from kpe.evaluate.harness import evaluate_method, metrics_only
 from kpe.registry import ExtractionModel, current_extraction_model
 from kpe.settings import get_settings
@@ -214,6 +215,30 @@ def evaluate_on_gate_sets(model: ExtractionModel, sets: dict[str, GateSet], conf
     return out
 
 
+def choose_method(kind: str, model: ExtractionModel, sets: dict[str, GateSet],
+                  methods: tuple[str, ...] | None = None) -> tuple[str, dict[str, dict[str, dict]]]:
+    """Evaluate a candidate with every extraction method its kind supports; the best mean primary metric over
+    the gate sets wins (a tie goes to the method listed first in ``METHODS_FOR_KIND``). Returns the method
+    and every method's results."""
+    results = {m: evaluate_on_gate_sets(replace(model, method=m), sets) for m in methods or METHODS_FOR_KIND[kind]}
+    means = {m: fmean(primary_metric(r) for r in res.values()) for m, res in results.items()}
+    return max(means, key=means.__getitem__), results
+
+
+def method_means(results: dict[str, dict[str, dict]]) -> dict[str, float]:
+    """Mean primary metric over the gate sets of each method's results (what :func:`choose_method` compared)."""
+    return {m: round(fmean(primary_metric(r) for r in res.values()), 4) for m, res in results.items()}
+
+
+def set_candidate_method(version: str, method: str) -> None:
+    """Store the chosen method on the candidate's registry row."""
+    con = connect(get_settings().warehouse_path)
+    try:
+        registry.set_method(con, version, method)
+    finally:
+        con.close()
+
+
 def gate_decision(
     candidate: dict[str, dict], production: dict[str, dict], margin: float, tolerance: float,
 ) -> GateDecision:
@@ -319,6 +344,10 @@ def decision_markdown(result: dict[str, Any], candidate: dict[str, dict], produc
     ]
     if d.get("not_promoted"):
         lines.append(f"- not promoted: {d['not_promoted']}")
+    if d.get("method_choice"):
+        choice = d["method_choice"]
+        scores = ", ".join(f"`{m}` {v:.4f}" for m, v in choice["mean_f1@5_present"].items())
+        lines.append(f"- method chosen on the gate sets: **{choice['chosen']}** (mean F1@5: {scores})")
     if d.get("training"):
         t = d["training"]
         lines.append(f"- training: {t.get('steps')} steps, {t.get('seconds', 0):.0f} s, data {t.get('docs')}, "
@@ -388,6 +417,17 @@ def evaluate_task(label: str, model: ExtractionModel, sets: dict[str, GateSet]) 
         logger.info("%s on %s: macro F1@5 present %.4f (%d docs, %.1f s)", label, name,
                     result["macro"]["present"]["f1@5"], result["n_docs"], result["seconds"])
     return results
+
+
+@task(name="choose-method", cache_policy=NO_CACHE)
+def choose_method_task(version: str, kind: str, model: ExtractionModel,
+                       sets: dict[str, GateSet]) -> tuple[str, dict[str, dict[str, dict]]]:
+    """Let the gate sets choose the candidate's extraction method (see :func:`choose_method`)."""
+    method, results = choose_method(kind, model, sets)
+    set_candidate_method(version, method)
+    get_run_logger().info("method for %s: %s (mean macro F1@5 present per method: %s)", version, method,
+                          method_means(results))
+    return method, results
 
 
 @task(name="gate-decision", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=20)

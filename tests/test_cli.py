@@ -59,3 +59,21 @@ def test_sql_is_read_only_and_writes_csv_json_parquet(warehouse: Path, tmp_path:
     assert result.exit_code == 0 and "documents" in result.output and "pubmed20n1015" in result.output
     result = runner.invoke(app, ["keyphrases", "pmid:0"])
     assert result.exit_code == 1 and "no current keyphrases" in result.output
+
+
+def test_nightly_extraction_settings_from_set_and_fast() -> None:
+    from flows.cli import extraction_settings
+
+    assert extraction_settings([]) is None
+    config = extraction_settings(["diversity=0.5", "candidate_mode=keybert", "ngram_range=[1,2]"], top_n=5)
+    assert (config["diversity"], config["candidate_mode"], config["ngram_range"], config["top_n"]) == (0.5, "keybert", [1, 2], 5)
+    fast = extraction_settings(["device=cpu"], fast=True)
+    assert (fast["candidate_embedding"], fast["precision"]) == ("contextual", "int8")
+
+
+@pytest.mark.parametrize("pair", ["no_such_setting=1", "diversity=2", "top_n"])
+def test_nightly_rejects_a_bad_setting_before_running(pair: str, kpe_env: Path) -> None:
+    result = runner.invoke(app, ["nightly", "--set", pair])
+    assert result.exit_code == 2, result.output
+    assert "--set" in result.output
+    assert not (kpe_env / "warehouse.duckdb").exists()  # nothing ran

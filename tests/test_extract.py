@@ -195,6 +195,44 @@ def test_cache_returns_identical_vectors_and_persists_across_engines(tmp_path: P
     assert not (tmp_path / "embeddings" / f"{second.model_fingerprint}-int8").exists()
 
 
+def test_prefilter_sees_the_whole_text_of_long_abstracts(engine: KeyphraseEngine, abstracts: list[str], ranked) -> None:
+    """Past the encoder's window the prefilter scores candidates from further windows instead of passing them all."""
+    window = engine.encoder.max_length - 2
+    long_docs = [d for d in abstracts if len(engine.encoder.tokenizer(d, add_special_tokens=False)["input_ids"]) > window]
+    assert long_docs, "the sample has abstracts longer than one window"
+    kept = {}
+    for scope in ("all", "first"):
+        ranker = KeyBERTRanker(engine.encoder, ExtractionConfig(prefilter_windows=scope), None)
+        results = ranker.rank(long_docs, [candidate_phrases(d) for d in long_docs])
+        kept[scope] = ranker.counts["kept"] / len(long_docs)
+        assert all(len(r) == 10 for r in results)
+    assert kept["all"] <= 30 < kept["first"]  # only the prefilter's best go on to the per-phrase pass
+    assert ExtractionConfig().config_hash() != ExtractionConfig(prefilter_windows="first").config_hash()
+
+
+def test_fast_setting_skips_the_phrase_pass_and_still_beats_plain_keybert(engine: KeyphraseEngine,
+                                                                         shared_data: Path) -> None:
+    """ExtractionConfig.fast: no per-phrase encoder pass, int8 on CPU; on Inspec dev its F1 stays above KeyBERT's."""
+    from kpe.evaluate.benchmarks import load_jsonl, resolve_benchmark
+    from kpe.evaluate.metrics import evaluate_predictions
+
+    fast = ExtractionConfig.fast(device="cpu")
+    assert fast.candidate_embedding == "contextual" and fast.precision == "int8"
+    assert ExtractionConfig.fast(device="cuda").precision == "auto"  # int8 quantisation is CPU-only
+    docs = load_jsonl(resolve_benchmark("inspec_dev", shared_data)[2], limit=60)
+    texts, gold = [d.text for d in docs], [list(d.keyphrases) for d in docs]
+    quick = build_extractor("kpe-fast", None, {"threads": 2})
+    ranked = quick.extract(texts)
+    assert quick.ranker.counts["encoded_phrases"] == 0 and all(len(r) == 10 for r in ranked)
+    keybert = KeyBERTRanker(engine.encoder, ExtractionConfig.keybert(), cache=None)
+    baseline = keybert.rank(texts, KeyBERTCandidates()(texts))
+
+    def f1_at_5(results: list[list[Keyphrase]]) -> float:
+        return evaluate_predictions([[kp.phrase for kp in r] for r in results], gold, texts)["macro"]["present"]["f1@5"]
+
+    assert f1_at_5(ranked) > f1_at_5(baseline) + 0.03
+
+
 def test_ranker_ranks_given_candidates(engine: KeyphraseEngine, abstracts: list[str]) -> None:
     text = abstracts[0]
     given = candidate_phrases(text)[:15] + ["a phrase that is not in the text"]

@@ -202,8 +202,9 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     prefect_harness, kpe_env, tiny_encoder: Path,
 ) -> None:
-    """A 5-step tagger on 16 Inspec documents against the packaged default (no model promoted yet): the
-    decision and its numbers are stored and published; the CLI lists, force-promotes and rolls back."""
+    """A 5-step tagger on 16 Inspec documents against the packaged default (no model promoted yet): the gate
+    sets choose its method, the decision and its numbers are stored and published; the CLI lists,
+    force-promotes and rolls back."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -217,7 +218,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     from warehouse.models import get_model
 
     result = train(
-        kind="tagger", method="tagger", base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16, gate_limit=8,
+        kind="tagger", method=None, base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16, gate_limit=8,
         batch_size=4, train_options={"max_length": 128, "stride": 32, "log_with": "none", "max_val_docs": 4,
                                      "tune_hybrid": False, "num_threads": 2},
     )
@@ -226,11 +227,16 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     assert decision["production_version"] == PACKAGED_VERSION and decision["production_method"] == "kpe"
     assert decision["sets"] == {"inspec_dev": 8, "semeval2017_dev": 8}
     assert decision["training"]["steps"] == 5
+    choice = decision["method_choice"]  # every method a tagger supports was measured; the best mean F1@5 won
+    means = choice["mean_f1@5_present"]
+    assert set(means) == {"tagger", "hybrid", "keybert-ft"}
+    assert result["method"] == choice["chosen"] and means[choice["chosen"]] == max(means.values())
+    assert decision["primary_candidate"] == pytest.approx(means[choice["chosen"]], abs=1e-4)
 
     con = connect(get_settings().warehouse_path)
     try:
         row = get_model(con, version)
-        assert row.status == result["status"] and row.kind == "tagger" and row.method == "tagger"
+        assert row.status == result["status"] and row.kind == "tagger" and row.method == result["method"]
         assert (Path(row.path) / "config.json").is_file()
         assert not (Path(row.path).parent / "checkpoints").exists()
         assert row.decision["reason"] == decision["reason"]
@@ -250,6 +256,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
 
     markdown = asyncio.run(artifact())
     assert version in markdown and "| inspec_dev | 8 |" in markdown and decision["reason"] in markdown
+    assert f"method chosen on the gate sets: **{result['method']}**" in markdown
 
     runner = CliRunner()
     listed = runner.invoke(models_app, ["list"])

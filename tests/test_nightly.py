@@ -119,17 +119,17 @@ def test_killed_run_resumes_to_exactly_the_rows_of_an_uninterrupted_run(samples:
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     ref_proc = kpe_cli(args, reference, shared_data)
 
-    proc = kpe_cli(args, killed, shared_data)
+    proc = kpe_cli(args, killed, shared_data, start_new_session=True)  # its own group: the temporary API server too
     seen = []
     deadline = time.monotonic() + 600
     for line in proc.stdout:  # kill -9 right after the second batch committed
         seen.append(line)
         if "extracted 32/" in line:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # like a crash of the machine: no process of the run survives
             break
         assert time.monotonic() < deadline, "".join(seen[-50:])
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-50:])
     finish(ref_proc)
     partial = rows(killed / "w.duckdb", "SELECT count(DISTINCT doc_id) FROM keyphrases")[0][0]
     assert partial == 32

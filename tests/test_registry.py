@@ -27,6 +27,7 @@ from warehouse.models import (
     register_candidate,
     reject,
     rollback,
+    set_method,
 )
 
 
@@ -194,3 +195,13 @@ def test_decision_json_is_stored(con, kpe_env: Path) -> None:
     assert stored.data == {"docs": 16} and stored.settings == {"max_steps": 5}
     with pytest.raises(RegistryError, match="already registered"):
         register_candidate(con, version=version, path="x", base_model="b", kind="tagger", method="tagger")
+
+
+def test_the_gate_sets_a_candidates_method_and_never_a_production_models(con, kpe_env: Path) -> None:
+    version = _register(con, kpe_env, method="tagger")
+    assert set_method(con, version, "hybrid").method == "hybrid"
+    promote(con, version)
+    assert current_extraction_model(con).method == "hybrid"
+    with pytest.raises(RegistryError, match="only a candidate"):
+        set_method(con, version, "tagger")
+    assert get_model(con, version).method == "hybrid"

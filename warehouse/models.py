@@ -185,6 +185,16 @@ def record_evaluation(
     return _require(con, version)
 
 
+def set_method(con: duckdb.DuckDBPyConnection, version: str, method: str) -> ModelRecord:
+    """Record the extraction method the gate chose for a ``candidate`` (the method production would run)."""
+    with transaction(con):
+        record = _require(con, version)
+        if record.status != "candidate":
+            raise RegistryError(f"{version} is {record.status}: only a candidate's method can change")
+        con.execute("UPDATE models SET method = ? WHERE version = ?", [method, version])
+    return _require(con, version)
+
+
 def set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, *, reason: str = "") -> ModelRecord:
     """Mark a model ``candidate``, ``rejected`` or ``retired``; making one ``production`` goes through ``promote``.
 

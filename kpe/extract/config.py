@@ -51,6 +51,12 @@ class ExtractionConfig(BaseModel):
         "static = mean of the encoder's input token embeddings",
     )
     prefilter_k: int = Field(30, ge=1, description="Candidates per document kept by the prefilter (at least top_n)")
+    prefilter_windows: Literal["all", "first"] = Field(
+        "all",
+        description="Token vectors the contextual prefilter scores from: all = the whole text (extra windows of "
+        "max_seq_length word pieces for long documents); first = the document pass's window only (candidates "
+        "beyond it all go to the phrase pass)",
+    )
     doc_embedding: Literal["truncate", "chunks"] = Field(
         "truncate",
         description="truncate: the encoder sees the first max_seq_length word pieces; chunks: mean of the "
@@ -90,6 +96,19 @@ class ExtractionConfig(BaseModel):
         values.update(overrides)
         return cls(**values)
 
+    @classmethod
+    def fast(cls, **overrides: object) -> ExtractionConfig:
+        """The throughput setting: candidates embedded from the document pass's token vectors (no per-phrase
+        encoder pass) and, on CPU, int8 dynamic quantisation. Measured on 2 CPU threads: as fast as encoding the
+        documents alone (12x plain KeyBERT), with lower F1 than the default but above plain KeyBERT's (README:
+        "The extraction engine")."""
+        values: dict[str, object] = dict(candidate_embedding="contextual")
+        values.update(overrides)
+        device = str(values.get("device", "auto"))
+        if "precision" not in overrides and not _uses_cuda(device):
+            values["precision"] = "int8"
+        return cls(**values)
+
     def canonical(self) -> dict:
         """The settings that define the result, as plain JSON-able data (runtime fields left out, the engine
         version added)."""
@@ -103,3 +122,12 @@ class ExtractionConfig(BaseModel):
     def to_json(self) -> str:
         """All settings (runtime ones included) as a JSON object, keys sorted."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _uses_cuda(device: str) -> bool:
+    """Whether ``device`` ("auto", "cpu", "cuda", "cuda:1", ...) resolves to a CUDA device here."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")

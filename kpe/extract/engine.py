@@ -16,8 +16,9 @@ How one batch of documents is processed (``KeyBERTRanker.rank``):
    pass, the last-layer vector of every word piece it saw;
 2. the first pass scores every candidate that occurs in the encoded part by the cosine between the document
    embedding and the mean of its occurrences' token vectors, and keeps the ``prefilter_k`` best per document,
-   plus every candidate the pass did not see (beyond the first window); ``prefilter="none"`` keeps all
-   (plain KeyBERT);
+   plus every candidate the pass did not see; ``prefilter_windows="all"`` (default) encodes long documents'
+   further windows for the first pass (the document embedding stays the first window's), ``"first"`` passes
+   every candidate beyond the first window on; ``prefilter="none"`` keeps all (plain KeyBERT);
 3. kept candidates are deduplicated over the batch, looked up in the embedding cache, and the misses are
    encoded on their own (KeyBERT's phrase embeddings) in length-sorted batches;
 4. candidates are ranked by cosine to the document, or with MMR / Max Sum Distance.
@@ -124,8 +125,9 @@ class KeyBERTRanker:
         t = time.perf_counter()
         contextual = cfg.candidate_embedding == "contextual"
         need_tokens = contextual or cfg.prefilter == "contextual"
+        whole_text = contextual or (cfg.prefilter == "contextual" and cfg.prefilter_windows == "all")
         encodings = self.encoder.encode_documents(
-            docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens, all_windows=contextual
+            docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens, all_windows=whole_text
         )
         t = self._tick("document_pass", t)
         self.counts["documents"] += len(docs)
@@ -277,3 +279,11 @@ def build_kpe(model_path: str | None = None, config: ExtractionConfig | dict | N
     if isinstance(config, dict):
         config = ExtractionConfig(**config)
     return KeyphraseEngine(config or ExtractionConfig(), model_path=model_path)
+
+
+def build_kpe_fast(model_path: str | None = None, config: ExtractionConfig | dict | None = None) -> KeyphraseEngine:
+    """Registry factory (``METHODS["kpe-fast"]``): ``ExtractionConfig.fast`` with a ``config`` dict as overrides
+    (a whole ``ExtractionConfig`` is used as given)."""
+    if not isinstance(config, ExtractionConfig):
+        config = ExtractionConfig.fast(**(config or {}))
+    return KeyphraseEngine(config, model_path=model_path)

@@ -32,6 +32,8 @@ class Extractor(Protocol):
 METHODS: dict[str, str] = {
     # KeyBERT-style ranking over the encoder (issue: nightly extraction / speed)
     "kpe": "kpe.extract.engine:build_kpe",
+    # the same engine with the throughput setting (ExtractionConfig.fast)
+    "kpe-fast": "kpe.extract.engine:build_kpe_fast",
     # plain keybert.KeyBERT, the reference baseline
     "keybert": "kpe.evaluate.baselines:build_keybert",
     # classic baselines
