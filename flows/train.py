@@ -35,7 +35,6 @@ from tasks.train import (  # noqa: E402
     decision_markdown,
     evaluate_task,
     load_gate_sets_task,
-    method_means,
     production_model_task,
     register_candidate_task,
     reject_after_failure,
@@ -75,7 +74,8 @@ def train(
     on the corpus. train_limit: documents per training source; gate_limit: documents per gate set (None:
     all). margin / tolerance: see ``kpe.evaluate.gate.decide``. auto_promote=False records the decision
     without promoting. train_options: any other ``kpe.train.TrainConfig`` field (``max_length``,
-    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision", "method", "model_path", "training"}``.
+    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision",
+    "method", "model_path", "training"}``.
     """
     logger = get_run_logger()
     choose = method is None  # the gate sets choose the method (see step 4)
@@ -123,10 +123,10 @@ def train(
         sets = load_gate_sets_task(gate_limit)
         extra: dict[str, Any] = {"training": training}
         if choose:
-            method, by_method = choose_method_task(version, kind, candidate_model, sets)
+            extra["method_choice"], by_method = choose_method_task(version, kind, candidate_model, sets)
+            method = extra["method_choice"]["chosen"]
             candidate_model = replace(candidate_model, method=method)
             candidate = by_method[method]
-            extra["method_choice"] = {"chosen": method, "mean_f1@5_present": method_means(by_method)}
         else:
             candidate = evaluate_task("candidate", candidate_model, sets)
         production = evaluate_task("production", production_model, sets)

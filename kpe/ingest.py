@@ -347,6 +347,13 @@ def _reader_main(read: Callable[[], Iterator[SourceItem]], skip: int, channel: C
     def send(kind: str, body: object) -> None:
         _put(outbox, sender, pickle.dumps((kind, body), protocol=pickle.HIGHEST_PROTOCOL), parent_pid)
 
+    def flush() -> None:
+        """Send the items read since the last message (before any end or error message)."""
+        nonlocal chunk
+        if chunk:
+            send("items", _encode(chunk))
+            chunk = []
+
     try:
         try:
             items = read()
@@ -355,20 +362,16 @@ def _reader_main(read: Callable[[], Iterator[SourceItem]], skip: int, channel: C
             for item in items:
                 chunk.append(item)
                 if len(chunk) >= _MESSAGE_ITEMS:
-                    send("items", _encode(chunk))
-                    chunk = []
-            if chunk:
-                send("items", _encode(chunk))
+                    flush()
+            flush()
             send("end", None)
         except (_ParentGone, SystemExit):
             raise
         except SourceFileError as exc:
-            if chunk:
-                send("items", _encode(chunk))
+            flush()
             send("source_error", (exc.path, exc.problem, exc.line, exc.items_read))
         except BaseException as exc:  # noqa: BLE001 - every reader failure goes to the parent
-            if chunk:
-                send("items", _encode(chunk))
+            flush()
             send("error", _portable_exception(exc))
         _put(outbox, sender, None, parent_pid)
         sender.join()

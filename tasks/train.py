@@ -216,18 +216,13 @@ def evaluate_on_gate_sets(model: ExtractionModel, sets: dict[str, GateSet], conf
 
 
 def choose_method(kind: str, model: ExtractionModel, sets: dict[str, GateSet],
-                  methods: tuple[str, ...] | None = None) -> tuple[str, dict[str, dict[str, dict]]]:
+                  methods: tuple[str, ...] | None = None) -> tuple[str, dict[str, float], dict[str, dict[str, dict]]]:
     """Evaluate a candidate with every extraction method its kind supports; the best mean primary metric over
-    the gate sets wins (a tie goes to the method listed first in ``METHODS_FOR_KIND``). Returns the method
-    and every method's results."""
+    the gate sets wins (a tie goes to the method listed first in ``METHODS_FOR_KIND``). Returns the method,
+    every method's mean and every method's results."""
     results = {m: evaluate_on_gate_sets(replace(model, method=m), sets) for m in methods or METHODS_FOR_KIND[kind]}
     means = {m: fmean(primary_metric(r) for r in res.values()) for m, res in results.items()}
-    return max(means, key=means.__getitem__), results
-
-
-def method_means(results: dict[str, dict[str, dict]]) -> dict[str, float]:
-    """Mean primary metric over the gate sets of each method's results (what :func:`choose_method` compared)."""
-    return {m: round(fmean(primary_metric(r) for r in res.values()), 4) for m, res in results.items()}
+    return max(means, key=means.__getitem__), means, results
 
 
 def set_candidate_method(version: str, method: str) -> None:
@@ -421,13 +416,15 @@ def evaluate_task(label: str, model: ExtractionModel, sets: dict[str, GateSet]) 
 
 @task(name="choose-method", cache_policy=NO_CACHE)
 def choose_method_task(version: str, kind: str, model: ExtractionModel,
-                       sets: dict[str, GateSet]) -> tuple[str, dict[str, dict[str, dict]]]:
-    """Let the gate sets choose the candidate's extraction method (see :func:`choose_method`)."""
-    method, results = choose_method(kind, model, sets)
+                       sets: dict[str, GateSet]) -> tuple[dict[str, Any], dict[str, dict[str, dict]]]:
+    """Let the gate sets choose the candidate's extraction method (see :func:`choose_method`); returns the
+    choice as the decision records it (``{"chosen", "mean_f1@5_present"}``) and every method's results."""
+    method, means, results = choose_method(kind, model, sets)
     set_candidate_method(version, method)
+    choice = {"chosen": method, "mean_f1@5_present": {m: round(v, 4) for m, v in means.items()}}
     get_run_logger().info("method for %s: %s (mean macro F1@5 present per method: %s)", version, method,
-                          method_means(results))
-    return method, results
+                          choice["mean_f1@5_present"])
+    return choice, results
 
 
 @task(name="gate-decision", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=20)

@@ -104,8 +104,9 @@ class ExtractionConfig(BaseModel):
         "The extraction engine")."""
         values: dict[str, object] = dict(candidate_embedding="contextual")
         values.update(overrides)
-        device = str(values.get("device", "auto"))
-        if "precision" not in overrides and not _uses_cuda(device):
+        from kpe.extract.encoder import resolve_device
+
+        if "precision" not in overrides and not resolve_device(str(values.get("device", "auto"))).startswith("cuda"):
             values["precision"] = "int8"
         return cls(**values)
 
@@ -122,12 +123,3 @@ class ExtractionConfig(BaseModel):
     def to_json(self) -> str:
         """All settings (runtime ones included) as a JSON object, keys sorted."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-
-def _uses_cuda(device: str) -> bool:
-    """Whether ``device`` ("auto", "cpu", "cuda", "cuda:1", ...) resolves to a CUDA device here."""
-    if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return device.startswith("cuda")

@@ -50,6 +50,7 @@ _PARSER_OPTIONS = dict(
     no_network=True,
 )
 
+_ARTICLE_ID_KEYS = {"doi": "doi", "pmc": "pmcid"}  # ArticleId IdType -> external id key (the first one wins)
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 _XML_SPACE_RUN = re.compile(r"[ \t\r\n]{2,}|[\t\r\n]")
@@ -274,33 +275,24 @@ def _article(elem: etree._Element, citation: etree._Element, pmid_el: etree._Ele
             if tag == "Title":
                 journal = _text(child)
             elif tag == "JournalIssue":
-                pub_date_el = None
-                for part in child:
-                    if part.tag == "PubDate":
-                        pub_date_el = part
-                        break
+                pub_date_el = _child(child, "PubDate")
     year, pub_date = _date(pub_date_el)
     if year is None:
         year, pub_date = _date(article_date)
 
-    for pubmed_data in elem.iterchildren("PubmedData"):
-        for child in pubmed_data:
-            tag = child.tag
-            if tag == "ArticleIdList":
-                for aid in child:
-                    id_type = aid.get("IdType")
-                    if id_type == "doi":
-                        if "doi" not in external_ids and aid.tag == "ArticleId" and (doi := _text(aid)):
-                            external_ids["doi"] = doi
-                    elif id_type == "pmc":
-                        if "pmcid" not in external_ids and aid.tag == "ArticleId" and (pmc := _text(aid)):
-                            external_ids["pmcid"] = pmc
-            elif tag == "History" and year is None:
-                for hist in child.iterchildren("PubMedPubDate"):
-                    if hist.get("PubStatus") == "pubmed":
-                        year, pub_date = _date(hist)
-                        break
-        break
+    pubmed_data = _child(elem, "PubmedData")
+    for child in pubmed_data if pubmed_data is not None else ():
+        tag = child.tag
+        if tag == "ArticleIdList":
+            for aid in child:
+                key = _ARTICLE_ID_KEYS.get(aid.get("IdType"))
+                if key and key not in external_ids and aid.tag == "ArticleId" and (value := _text(aid)):
+                    external_ids[key] = value
+        elif tag == "History" and year is None:
+            for hist in child.iterchildren("PubMedPubDate"):
+                if hist.get("PubStatus") == "pubmed":
+                    year, pub_date = _date(hist)
+                    break
 
     version_attr = (pmid_el.get("Version") or "").strip()
     version = int(version_attr) if version_attr.isdigit() else 1

@@ -199,8 +199,8 @@ def split_docs(docs: Sequence[KeyphraseDoc], dev_fraction: float = DEV_FRACTION)
 
     PubMed silver documents (and unlabelled lake documents of the masked-LM corpus) of the held-out split
     (``kpe.splits.split_of(doc_id) == "dev"``) are left out entirely: they are the gate's and the harness's
-    PubMed dev set, so neither training, domain-adaptive pretraining nor checkpoint selection may see them. Validation is a *salted* hash slice of what remains, so it never coincides with
-    that dev set.
+    PubMed dev set, so neither training, domain-adaptive pretraining nor checkpoint selection may see them.
+    Validation is a *salted* hash slice of what remains, so it never coincides with that dev set.
     """
     train, val = [], []
     for doc in docs:
