@@ -30,14 +30,18 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.extract import DATA, medline_abstracts  # noqa: E402
 
 
-def run_file(docs: list[str], cache_dir: Path, threads: int, batch: int) -> dict[str, Any]:
+def run_file(docs: list[str], cache_dir: Path, threads: int, batch: int, label: str) -> dict[str, Any]:
+    from tqdm import tqdm
+
     from kpe.extract.config import ExtractionConfig
     from kpe.extract.engine import KeyphraseEngine
 
     engine = KeyphraseEngine(ExtractionConfig(threads=threads), cache_dir=cache_dir)
     t = time.perf_counter()
-    for start in range(0, len(docs), batch):
-        engine.extract(docs[start : start + batch])
+    with tqdm(total=len(docs), desc=label, unit="doc", file=sys.stderr, mininterval=30) as bar:
+        for start in range(0, len(docs), batch):
+            engine.extract(docs[start : start + batch])
+            bar.update(len(docs[start : start + batch]))
     seconds = time.perf_counter() - t
     assert engine.cache is not None
     stats = engine.cache.stats
@@ -81,25 +85,20 @@ def main() -> None:
     batch = get_settings().extract_batch_size
     first = medline_abstracts(args.first, args.docs)
     second = medline_abstracts(args.second, args.docs)
+    result: dict[str, Any] = {"files": [args.first.name, args.second.name], "batch": batch}
+    runs = (("first", first, "shared"), ("second_after_first", second, "shared"), ("second_alone", second, "alone"))
     with tempfile.TemporaryDirectory(prefix="kpe-cache-") as tmp:
-        shared, alone = Path(tmp) / "shared", Path(tmp) / "alone"
-        result = {
-            "files": [args.first.name, args.second.name],
-            "batch": batch,
-            "first": run_file(first, shared, args.threads, batch),
-            "second_after_first": run_file(second, shared, args.threads, batch),
-            "second_alone": run_file(second, alone, args.threads, batch),
-        }
+        for name, docs, cache in runs:
+            r = result[name] = run_file(docs, Path(tmp) / cache, args.threads, batch, name)
+            # One line per run as it ends (stderr with --json): a long run shows its progress.
+            print(f"{name:20s} {r['n_docs']} docs  hit rate {r['hit_rate']:.3f}  encoded/doc {r['encoded_per_doc']}  "
+                  f"phrase pass {r['phrase_pass_s']} s  {r['docs_per_s']} docs/s  cache {r['cache_phrases']} phrases "
+                  f"({r['cache_bytes_per_phrase']} B each)", file=sys.stderr if args.json else sys.stdout, flush=True)
     after, alone_r = result["second_after_first"], result["second_alone"]
     result["cross_file_hit_rate_gain"] = round(after["hit_rate"] - alone_r["hit_rate"], 4)
     if args.json:
         print(json.dumps(result))
         return
-    for name in ("first", "second_after_first", "second_alone"):
-        r = result[name]
-        print(f"{name:20s} {r['n_docs']} docs  hit rate {r['hit_rate']:.3f}  encoded/doc {r['encoded_per_doc']}  "
-              f"phrase pass {r['phrase_pass_s']} s  {r['docs_per_s']} docs/s  cache {r['cache_phrases']} phrases "
-              f"({r['cache_bytes_per_phrase']} B each)")
     print(f"cross-file gain in hit rate on {args.second.name}: {result['cross_file_hit_rate_gain']:+.3f}")
 
 
