@@ -49,6 +49,7 @@ PUBMED_FILE = DATA / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
 INSPEC_DEV = DATA / "keyphrase" / "inspec_dev.jsonl"
 WARMUP_DOCS = 8
 EMULATED_BF16_DOCS = 100
+QUALITY_SETS = ("inspec_dev", "pubmed_silver")  # --quality / --levers-quality
 
 
 def peak_rss_mb() -> float:
@@ -184,6 +185,11 @@ def engine_stats(engine: Any, n_docs: int) -> dict[str, Any]:
     return stats
 
 
+def lever_scores(row: dict[str, Any]) -> str:
+    """A lever row's F1 on the quality sets it was scored on, as one line."""
+    return "  ".join(f"{name} {row[name]}" for name in QUALITY_SETS if name in row)
+
+
 def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> list[dict]:
     """Each lever cumulatively, timed on the benchmark documents (and scored when quality sets are given)."""
     from kpe.extract.encoder import cpu_has_native_bf16
@@ -227,8 +233,8 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
             last_engine = engine
         row["speedup_vs_keybert"] = round(row["docs_per_s"] / keybert_dps, 2)
         rows.append(row)
-        scores = "  ".join(f"{name} {row[name]}" for name in (quality_sets or {}) if name in row)
-        print(f"  {row['docs_per_s']:8.2f} docs/s  x{row['speedup_vs_keybert']:<6}  {label}  {scores}", file=sys.stderr, flush=True)
+        print(f"  {row['docs_per_s']:8.2f} docs/s  x{row['speedup_vs_keybert']:<6}  {label}  {lever_scores(row)}",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -282,7 +288,7 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
     quality_sets = None
     if args.quality or args.levers_quality:
-        quality_sets = {"inspec_dev": inspec_dev(), "pubmed_silver": pubmed_silver(500)}
+        quality_sets = dict(zip(QUALITY_SETS, (inspec_dev(), pubmed_silver(500))))
     if args.quality:
         quality: dict[str, Any] = {}
         for name, (texts, gold) in quality_sets.items():
@@ -347,8 +353,7 @@ def print_summary(r: dict[str, Any]) -> None:
         print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe fast {q['kpe_fast']}  "
               f"kpe keybert mode {q['kpe_keybert_mode']}")
     for row in r.get("levers", []):
-        scores = "  ".join(f"{name} {row[name]}" for name in ("inspec_dev", "pubmed_silver") if name in row)
-        print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} {row['lever']}  {scores}")
+        print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} {row['lever']}  {lever_scores(row)}")
     print(f"  peak RSS {r['peak_rss_mb']} MB (whole benchmark process); load average {r['load_average']}")
 
 

@@ -40,8 +40,9 @@ def run_file(docs: list[str], cache_dir: Path, threads: int, batch: int, label: 
     t = time.perf_counter()
     with tqdm(total=len(docs), desc=label, unit="doc", file=sys.stderr, mininterval=30) as bar:
         for start in range(0, len(docs), batch):
-            engine.extract(docs[start : start + batch])
-            bar.update(len(docs[start : start + batch]))
+            part = docs[start : start + batch]
+            engine.extract(part)
+            bar.update(len(part))
     seconds = time.perf_counter() - t
     assert engine.cache is not None
     stats = engine.cache.stats
