@@ -40,9 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from flows.environment import apply_defaults  # noqa: E402 - after the path insert
+
+apply_defaults()
 
 DATA = Path(os.environ.get("KPE_SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 PUBMED_FILE = DATA / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
@@ -81,7 +81,7 @@ def inspec_dev() -> tuple[list[str], list[list[str]]]:
 
 def pubmed_silver(n: int = 500) -> tuple[list[str], list[list[str]]]:
     """The first ``n`` records of the file whose author keywords occur in the text (gold: all their keywords)."""
-    from kpe.evaluate.silver import silver_document
+    from kpe.datasets import silver_document
     from kpe.records import SourceRecord
     from kpe.sources.pubmed import iter_medline
 
@@ -199,12 +199,20 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
     # "+ contextual first pass" is the default, scored by --quality).
     steps = [
         ("plain KeyBERT", None, False),
-        ("KeyBERT candidates, batch-deduped, length-sorted token batches (fp32)", dict(keybert=True, use_cache=False), False),
+        (
+            "KeyBERT candidates, batch-deduped, length-sorted token batches (fp32)",
+            dict(keybert=True, use_cache=False),
+            False,
+        ),
         ("+ our stop-word-bounded candidates", dict(prefilter="none", use_cache=False), True),
         ("+ contextual first pass, top 30 to the phrase pass", dict(use_cache=False), False),
         ("+ embedding cache (cold: repeats inside the batch)", dict(), False),
         ("+ embedding cache warm (every phrase seen before)", "warm", False),
-        ("contextual candidate embeddings only (no phrase pass)", dict(candidate_embedding="contextual", use_cache=False), True),
+        (
+            "contextual candidate embeddings only (no phrase pass)",
+            dict(candidate_embedding="contextual", use_cache=False),
+            True,
+        ),
         ("static first pass instead of contextual", dict(prefilter="static", use_cache=False), True),
         ("int8 dynamic quantisation (default config)", dict(precision="int8", use_cache=False), True),
         ("bf16 autocast (default config)", dict(precision="bf16", use_cache=False), True),
@@ -225,7 +233,9 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
             seconds, _ = bench.kpe(engine, docs)
             row = {"lever": label, "docs_per_s": round(len(docs) / seconds, 2), **engine_stats(engine, len(docs))}
             if emulated:
-                row["note"] = f"no native bf16 on this CPU (emulated): timed on the first {len(docs)} documents, not scored"
+                row["note"] = (
+                    f"no native bf16 on this CPU (emulated): timed on the first {len(docs)} documents, not scored"
+                )
             if quality_sets is not None and scored and not emulated:
                 for name, (texts, gold) in quality_sets.items():
                     preds = [[kp.phrase for kp in r] for r in engine.extract(texts)]
@@ -281,10 +291,17 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "kpe_vs_floor": round(floor_s / kpe_s, 3),
         "top10_agreement": round(agreement(kbm_out, keybert_out), 4),
         "top10_agreement_default_config": round(agreement(kpe_out, keybert_out), 4),
-        "kpe": {"config_hash": engine.config_hash, "config": json.loads(engine.resolved_config.to_json()), **cold_stats},
+        "kpe": {
+            "config_hash": engine.config_hash,
+            "config": json.loads(engine.resolved_config.to_json()),
+            **cold_stats,
+        },
         "kpe_keybert_mode": engine_stats(kb_engine, n),
-        "kpe_fast": {"config_hash": fast_engine.config_hash, "config": json.loads(fast_engine.resolved_config.to_json()),
-                     **engine_stats(fast_engine, n)},
+        "kpe_fast": {
+            "config_hash": fast_engine.config_hash,
+            "config": json.loads(fast_engine.resolved_config.to_json()),
+            **engine_stats(fast_engine, n),
+        },
     }
     quality_sets = None
     if args.quality or args.levers_quality:
@@ -335,25 +352,33 @@ def rss_phase(path: Path, threads: int, limit: int | None) -> dict[str, Any]:
         stats = engine_stats(engine, len(docs))
         engine.close()
     return {"file": path.name, "n_docs": len(docs), "batch": batch, "seconds": round(seconds, 1),
-            "docs_per_s": round(len(docs) / seconds, 2), "keyphrases": n_phrases, "peak_rss_mb": round(peak_rss_mb(), 1), **stats}
+            "docs_per_s": round(len(docs) / seconds, 2), "keyphrases": n_phrases,
+            "peak_rss_mb": round(peak_rss_mb(), 1), **stats}
 
 
 def print_summary(r: dict[str, Any]) -> None:
-    print(f"{r['n_docs']} MEDLINE abstracts, {r['threads']} threads, {r['device']}, warm-up on {r['warmup_docs']} other docs excluded")
+    print(f"{r['n_docs']} MEDLINE abstracts, {r['threads']} threads, {r['device']}, "
+          f"warm-up on {r['warmup_docs']} other docs excluded")
     print(f"  encoder-only floor  {r['floor_docs_per_s']:8.2f} docs/s")
     print(f"  plain KeyBERT       {r['keybert_docs_per_s']:8.2f} docs/s")
-    print(f"  kpe (cold cache)    {r['kpe_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert']} vs KeyBERT, {r['kpe_vs_floor']:.2f} of the floor")
-    print(f"  kpe (warm cache)    {r['kpe_warm_cache_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_warm_cache']} vs KeyBERT")
-    print(f"  kpe fast            {r['kpe_fast_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_fast']} vs KeyBERT, {r['kpe_fast_vs_floor']:.2f} of the floor")
-    print(f"  kpe keybert mode    {r['kpe_keybert_mode_docs_per_s']:8.2f} docs/s   top-10 agreement with KeyBERT {r['top10_agreement']:.4f}")
-    print(f"  default config's top-10 agreement with KeyBERT {r['top10_agreement_default_config']:.4f} (other candidates)")
+    print(f"  kpe (cold cache)    {r['kpe_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert']} vs KeyBERT, "
+          f"{r['kpe_vs_floor']:.2f} of the floor")
+    print(f"  kpe (warm cache)    {r['kpe_warm_cache_docs_per_s']:8.2f} docs/s   "
+          f"x{r['speedup_vs_keybert_warm_cache']} vs KeyBERT")
+    print(f"  kpe fast            {r['kpe_fast_docs_per_s']:8.2f} docs/s   x{r['speedup_vs_keybert_fast']} vs KeyBERT, "
+          f"{r['kpe_fast_vs_floor']:.2f} of the floor")
+    print(f"  kpe keybert mode    {r['kpe_keybert_mode_docs_per_s']:8.2f} docs/s   "
+          f"top-10 agreement with KeyBERT {r['top10_agreement']:.4f}")
+    print(f"  default config's top-10 agreement with KeyBERT {r['top10_agreement_default_config']:.4f} "
+          "(other candidates)")
     print(f"  kpe: {r['kpe']['candidates_per_doc']} candidates/doc, {r['kpe']['kept_per_doc']} to the phrase pass, "
           f"{r['kpe']['encoded_phrases_per_doc']} encoded/doc; stages {r['kpe']['stage_seconds']}")
     for name, q in r.get("quality", {}).items():
         print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe fast {q['kpe_fast']}  "
               f"kpe keybert mode {q['kpe_keybert_mode']}")
     for row in r.get("levers", []):
-        print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} {row['lever']}  {lever_scores(row)}")
+        print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} "
+              f"{row['lever']}  {lever_scores(row)}")
     print(f"  peak RSS {r['peak_rss_mb']} MB (whole benchmark process); load average {r['load_average']}")
 
 
@@ -375,7 +400,9 @@ def main() -> None:
         if args.rss_child:
             print(json.dumps(rss_phase(args.rss_file, args.threads, args.rss_limit)))
             return
-        cmd = [sys.executable, __file__, "--rss-file", str(args.rss_file), "--threads", str(args.threads), "--_rss-child"]
+        cmd = [
+            sys.executable, __file__, "--rss-file", str(args.rss_file), "--threads", str(args.threads), "--_rss-child"
+        ]
         if args.rss_limit:
             cmd += ["--rss-limit", str(args.rss_limit)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

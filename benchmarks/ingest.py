@@ -3,7 +3,7 @@
     python benchmarks/ingest.py [--file PATH] [--repeat N] [--in-process] [--json]
 
 Both phases run in their own fresh process, one after the other, on the same file, so each reports its own
-peak RSS (the end-to-end phase also that of its reader process, see ``kpe.ingest``) and CPU seconds (user +
+peak RSS (the end-to-end phase also that of its reader process, see ``kpe.reader_process``) and CPU seconds (user +
 system, all threads, reader process included). ``--repeat N`` runs the pair N times and reports the run with
 the median ratio. One-time imports happen before the clock starts in both phases (including pandas, which
 pyarrow imports on its first conversion of Python objects: a cost per process, not per file). Default file:
@@ -62,6 +62,7 @@ def phase_e2e(path: Path, parallel: bool | None = None) -> dict:
     from kpe.inputs import InputSpec, unit_from_spec
     from kpe.settings import get_settings
     from warehouse.db import connect
+    from warehouse.ingest_files import shard_totals
     from warehouse.ingest_store import DuckDBIngestStore
 
     settings = get_settings()
@@ -74,7 +75,7 @@ def phase_e2e(path: Path, parallel: bool | None = None) -> dict:
                              log=lambda _msg: None, **({} if parallel is None else {"parallel": parallel}))
         seconds, cpu = time.perf_counter() - t, _cpu_s() - cpu
         reader_cpu = _cpu_s(resource.RUSAGE_CHILDREN) - reader_cpu
-        shards = con.execute("SELECT count(*), sum(bytes) FROM shards").fetchone()
+        shards = shard_totals(con)
         con.close()
     return {"records": report.records, "documents": report.new, "quarantined": report.quarantined,
             "deleted": report.deleted, "seconds": seconds, "cpu_s": cpu, "reader_cpu_s": reader_cpu,

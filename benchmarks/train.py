@@ -11,7 +11,7 @@
         --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
 
 The PubMed silver dev split is ``kpe.splits.split_of(doc_id) == "dev"`` of the lake's documents whose author
-keywords occur in the text (``kpe.train.data.silver_docs``, the rule of ``kpe.evaluate.silver``).
+keywords occur in the text (``kpe.train.data.silver_docs``, the rule of ``kpe.datasets.silver_document``).
 Timings on a shared machine are noisy: say so when quoting them.
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from flows.environment import apply_defaults  # noqa: E402 - after the path insert
+
+apply_defaults()
 
 SHARED = Path(os.environ.get("KPE_SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 DEFAULT_MEDLINE = SHARED / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
@@ -53,24 +53,29 @@ def build_lake(out: Path, medline: Path) -> dict[str, Any]:
 
 def eval_sets(names: list[str], lake: Path | None, limit: int | None,
               silver_limit: int | None = None) -> dict[str, list[Any]]:
-    """Gold documents of each named set (benchmark names of ``kpe.evaluate.benchmarks`` or ``pubmed_silver_dev``;
+    """Gold documents of each named set (benchmark names of ``kpe.datasets`` or ``pubmed_silver_dev``;
     the silver set is cut to ``silver_limit`` documents, in ``doc_id`` order)."""
-    from kpe.evaluate.benchmarks import GoldDocument, load_jsonl, resolve_benchmark
+    from kpe.datasets import load_jsonl, resolve_benchmark
     from kpe.splits import split_of
     from kpe.train.data import silver_docs
+    from warehouse.db import connect
+    from warehouse.documents import deleted_doc_ids
 
     sets = {}
     for name in names:
         if name == "pubmed_silver_dev":
             if lake is None:
                 raise SystemExit("pubmed_silver_dev needs --lake (a folder made by `benchmarks/train.py lake`)")
-            docs = [GoldDocument(d.doc_id, d.text, tuple(d.keyphrases))
-                    for d in silver_docs(lake / "lake", lake / "warehouse.duckdb") if split_of(d.doc_id) == "dev"]
+            deleted: set[str] = set()
+            if (lake / "warehouse.duckdb").exists():
+                with connect(lake / "warehouse.duckdb", read_only=True) as con:
+                    deleted = deleted_doc_ids(con)
+            docs = [d for d in silver_docs(lake / "lake", deleted) if split_of(d.doc_id) == "dev"]
             cut = silver_limit or limit
             sets[name] = docs[:cut] if cut else docs
         else:
             _, _, path = resolve_benchmark(name, SHARED)
-            sets[name] = load_jsonl(path, limit=limit)
+            sets[name] = load_jsonl(path, limit=limit, dataset=name)
     return sets
 
 
@@ -87,10 +92,10 @@ def score(method: str, model_path: str | None, docs: list[Any], dataset: str, co
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
-    from kpe.train.loop import _parser, train
-    from kpe.train.config import TrainConfig
-
     import logging
+
+    from kpe.train.config import TrainConfig
+    from kpe.train.loop import _parser, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = vars(_parser().parse_args(rest))

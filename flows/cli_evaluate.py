@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +15,7 @@ import duckdb
 import typer
 from rich.console import Console
 
-from kpe.evaluate.benchmarks import BENCHMARKS
+from kpe.datasets import BENCHMARKS
 from kpe.evaluate.harness import evaluate_method, metrics_only
 from kpe.evaluate.report import rich_table
 from kpe.extract.methods import METHODS
@@ -23,7 +23,7 @@ from kpe.settings import get_settings
 from tasks.evaluate import export_silver, load_benchmark_docs, store_evaluation
 
 
-class SilverSplit(str, Enum):
+class SilverSplit(StrEnum):
     """Which part of the silver set to export."""
 
     dev = "dev"
@@ -38,23 +38,46 @@ def _fail(message: str) -> typer.Exit:
 
 def evaluate_command(
     data: Annotated[list[str], typer.Option(
-        "--data", help="Benchmark JSONL file (id, title+abstract or text, keyphrases), or a name: "
-        + ", ".join(sorted(BENCHMARKS)) + ", pubmed_silver_dev|train|all. Repeat for several.")],
+        "--data",
+        help="Benchmark JSONL file (id, title+abstract or text, keyphrases), or a name: "
+        + ", ".join(sorted(BENCHMARKS))
+        + ", pubmed_silver_dev|train|all. Repeat for several.",
+    )],
     method: Annotated[list[str], typer.Option(
-        "--method", help="Extraction method to evaluate: " + ", ".join(sorted(METHODS)) + ". Repeat for several.")],
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate only the first N documents of each dataset.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per method and dataset (every metric) instead of a table.")] = False,
+        "--method",
+        help="Extraction method to evaluate: " + ", ".join(sorted(METHODS)) + ". Repeat for several.",
+    )],
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, help="Evaluate only the first N documents of each dataset.")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json",
+        help="Print one JSON object per method and dataset (every metric) instead of a table.",
+    )] = False,
     predictions_out: Annotated[Path | None, typer.Option(
         "--predictions-out", help="Write ranked predictions as JSONL: one line per document and method.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Local model directory for methods that use one (default: their own, e.g. the packaged MiniLM).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model",
+        help="Local model directory for methods that use one (default: their own, e.g. the packaged MiniLM).",
+    )] = None,
     store: Annotated[bool | None, typer.Option(
-        "--store/--no-store", help="Store results in the warehouse `evaluations` table (default: only when the warehouse file exists).", show_default=False)] = None,
+        "--store/--no-store",
+        help="Store results in the warehouse `evaluations` table (default: only when the warehouse file exists).",
+        show_default=False,
+    )] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Documents per extract call.")] = 64,
+    settings_pairs: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="A setting of the methods' config (for kpe / kpe-fast / keybert-ft / hybrid: an ExtractionConfig "
+        "field), e.g. --set precision=fp32 to compare with bf16; values read as JSON where they parse; repeatable.",
+    )] = None,
 ) -> None:
     """Evaluate keyphrase methods on benchmarks: P/R/F1 at 1, 3, 5, 10 and M, present and all gold."""
     unknown = [m for m in method if m not in METHODS]
     if unknown:
-        raise typer.BadParameter(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(sorted(METHODS))}", param_hint="--method")
+        raise typer.BadParameter(
+            f"unknown method(s) {', '.join(unknown)}; known: {', '.join(sorted(METHODS))}", param_hint="--method"
+        )
+    config = _config_pairs(settings_pairs or [])
     settings = get_settings()
     do_store = settings.warehouse_path.is_file() if store is None else store
     console = Console()
@@ -71,12 +94,16 @@ def evaluate_command(
                 raise _fail(str(exc)) from None
             for m in method:
                 try:
-                    result = evaluate_method(m, docs, model_path=model, dataset=dataset, split=split, batch_size=batch_size)
+                    result = evaluate_method(
+                        m, docs, model_path=model, config=dict(config) or None, dataset=dataset, split=split,
+                        batch_size=batch_size,
+                    )
                 except (ImportError, OSError, ValueError, RuntimeError) as exc:
                     raise _fail(f"{m} on {dataset}: {type(exc).__name__}: {exc}") from None
                 if pred_handle is not None:
                     for row in result["predictions"]:
-                        pred_handle.write(json.dumps({"id": row["id"], "method": m, "dataset": dataset, "keyphrases": row["keyphrases"]}, ensure_ascii=False) + "\n")
+                        record = {"id": row["id"], "method": m, "dataset": dataset, "keyphrases": row["keyphrases"]}
+                        pred_handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 metrics = metrics_only(result)
                 if do_store:
                     metrics["evaluation_id"] = store_evaluation(settings.warehouse_path, result)
@@ -90,9 +117,25 @@ def evaluate_command(
         console.print(rich_table(results))
 
 
+def _config_pairs(pairs: list[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs as a config dict (values read as JSON where they parse, else as text)."""
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
 def export_silver_command(
-    out: Annotated[Path, typer.Option("--out", help="Output JSONL file (id = doc_id, text, keyphrases = author keywords).")],
-    split: Annotated[SilverSplit, typer.Option("--split", help="Split by kpe.splits.split_of(doc_id).")] = SilverSplit.dev,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Output JSONL file (id = doc_id, text, keyphrases = author keywords).")],
+    split: Annotated[SilverSplit, typer.Option(
+        "--split", help="Split by kpe.splits.split_of(doc_id).")] = SilverSplit.dev,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Write at most N documents.")] = None,
 ) -> None:
     """Export the silver PubMed benchmark (author keywords present in the text as gold) from the warehouse."""

@@ -21,8 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.environment import apply_defaults
+from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERANCE
 from kpe.registry import current_extraction_model, default_extraction_model
 from kpe.settings import get_settings
+from kpe.train.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED
+from kpe.train.kinds import extraction_kinds
 from warehouse.db import connect
 from warehouse.models import (
     ModelRecord,
@@ -110,19 +113,16 @@ def list_command(
         console.print("no models registered yet (no warehouse); nightly extraction would use "
                       f"[bold]{default_extraction_model().version}[/]")
         return
-    con = _open(read_only=True)
-    try:
+    with _open(read_only=True) as con:
         try:
             records = list_models(con, status=status)
         except RegistryError as exc:
             _fail(str(exc))
         try:
-            current = current_extraction_model(con)
+            current = current_extraction_model(production_model(con))
             uses = f"nightly extraction uses [bold]{current.version}[/] (method {current.method})"
         except FileNotFoundError as exc:
             uses = f"[red]warning:[/red] {exc}"
-    finally:
-        con.close()
     if json_output:
         print(json.dumps([asdict(r) for r in records], indent=2, default=str))
         return
@@ -140,8 +140,7 @@ def promote_command(
     reason: str = typer.Option("manual promotion", "--reason", help="Why; stored with the model's decision."),
 ) -> None:
     """Make VERSION the production model; the current one is retired. The next nightly re-extracts with it."""
-    con = _open(read_only=False)
-    try:
+    with _open(read_only=False) as con:
         record = get_model(con, version)
         if record is None:
             _fail(f"no model version {version!r} in the registry (see `kpe models list`)")
@@ -151,8 +150,6 @@ def promote_command(
             promoted = promote(con, version, reason=reason, allow_rejected=force)
         except RegistryError as exc:
             _fail(str(exc))
-    finally:
-        con.close()
     console.print(f"[green]{promoted.version}[/] is now the production model (method {promoted.method})")
 
 
@@ -161,50 +158,67 @@ def rollback_command(
     reason: str = typer.Option("manual rollback", "--reason", help="Why; stored with the rolled-back model."),
 ) -> None:
     """Mark the production model rejected and restore the previously promoted one (or the packaged default)."""
-    con = _open(read_only=False)
-    try:
+    with _open(read_only=False) as con:
         before = production_model(con)
         try:
             restored = rollback(con, reason=reason)
         except RegistryError as exc:
             _fail(str(exc))
-    finally:
-        con.close()
     what = restored.version if restored is not None else f"the default encoder ({default_extraction_model().version})"
     console.print(f"rolled back {before.version} (now rejected); nightly extraction now uses {what}")
 
 
 def train_command(
-    kind: str = typer.Option("tagger", "--kind", help="What to fine-tune: tagger (BIO token tagger) or joint (span ranker)."),
+    kind: str = typer.Option(
+        "tagger", "--kind",
+        help="What to fine-tune: "
+             + " or ".join(f"{k.name} ({k.description})" for k in extraction_kinds().values()) + ".",
+    ),
     method: str | None = typer.Option(
         None, "--method",
-        help="Extraction method production would run with the model: tagger, hybrid or keybert-ft for a tagger; "
-             "joint or keybert-ft for a joint model (default: each is evaluated on the gate sets and the best is "
-             "chosen).",
+        help="Extraction method production would run with the model: "
+             + "; ".join(f"{', '.join(k.methods)} for a {k.name}" for k in extraction_kinds().values())
+             + " (default: each is evaluated on the gate sets and the best is chosen).",
     ),
     base_model: str | None = typer.Option(
-        None, "--base-model", help="Encoder to start from: a local model directory (default: packaged all-MiniLM-L6-v2)."
+        None, "--base-model",
+        help="Encoder to start from: a local model directory (default: packaged all-MiniLM-L6-v2).",
     ),
     train_data: list[str] | None = typer.Option(
         None, "--train-data",
         help="Training source, repeatable: inspec, semeval2017, kp20k_small, a JSONL path, or pubmed (silver author "
              "keywords of ingested documents). Default: inspec + semeval2017 (+ pubmed when documents were ingested).",
     ),
-    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Stop fine-tuning after this many steps (replaces --epochs)."),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning epochs when --max-steps is not given."),
-    mlm_steps: int = typer.Option(0, "--mlm-steps", min=0, help="Masked-LM steps on the corpus before fine-tuning (0: none)."),
-    train_limit: int | None = typer.Option(None, "--train-limit", min=1, help="At most this many documents per training source."),
-    gate_limit: int = typer.Option(
-        200, "--gate-limit", min=0, help="Documents per gate set when comparing candidate and production (0: all)."
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Stop fine-tuning after this many steps (replaces --epochs)."
     ),
-    margin: float = typer.Option(0.005, "--margin", min=0.0, help="Mean macro F1@5 gain over production needed to promote."),
-    tolerance: float = typer.Option(0.01, "--tolerance", min=0.0, help="Largest macro F1@5 loss allowed on any one gate set."),
+    epochs: int = typer.Option(
+        DEFAULT_EPOCHS, "--epochs", min=1, help="Fine-tuning epochs when --max-steps is not given."
+    ),
+    mlm_steps: int = typer.Option(
+        0, "--mlm-steps", min=0, help="Masked-LM steps on the corpus before fine-tuning (0: none)."
+    ),
+    train_limit: int | None = typer.Option(
+        None, "--train-limit", min=1, help="At most this many documents per training source."
+    ),
+    gate_limit: int = typer.Option(
+        DEFAULT_GATE_LIMIT, "--gate-limit", min=0,
+        help="Documents per gate set when comparing candidate and production (0: all)."
+    ),
+    margin: float = typer.Option(
+        DEFAULT_MARGIN, "--margin", min=0.0, help="Mean macro F1@5 gain over production needed to promote."
+    ),
+    tolerance: float = typer.Option(
+        DEFAULT_TOLERANCE, "--tolerance", min=0.0, help="Largest macro F1@5 loss allowed on any one gate set."
+    ),
     auto_promote: bool = typer.Option(
         True, "--promote/--no-promote", help="Promote when the gate says yes (--no-promote: only record the decision)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Training batch size."),
-    learning_rate: float = typer.Option(5e-5, "--learning-rate", min=0.0, help="Encoder learning rate."),
-    seed: int = typer.Option(42, "--seed", help="Random seed (data order, initialisation)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Training batch size."),
+    learning_rate: float = typer.Option(
+        DEFAULT_LEARNING_RATE, "--learning-rate", min=0.0, help="Encoder learning rate."
+    ),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Random seed (data order, initialisation)."),
     keep_checkpoints: bool = typer.Option(
         False, "--keep-checkpoints", help="Keep the training checkpoints (needed only to resume; large)."
     ),

@@ -18,13 +18,12 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from kpe.evaluate.benchmarks import DEFAULT_BENCHMARKS
+from kpe.datasets import DEFAULT_BENCHMARKS, silver_name
 from kpe.settings import get_settings
 from tasks.evaluate import (
     evaluate_method_task,
     load_benchmark_task,
     publish_report_task,
-    silver_name,
     store_evaluation_task,
     warehouse_has_documents,
 )

@@ -5,8 +5,8 @@
 
 The candidate and the current production model (the packaged MiniLM with the ``kpe`` method while none is
 promoted) are evaluated with the evaluation harness on the same gate sets: Inspec dev, SemEval-2017 dev and,
-when the warehouse holds documents, the PubMed silver dev split. ``kpe.evaluate.gate.decide`` says whether
-the candidate is promoted; every number and the reason are stored on the model's row in ``models`` and
+when the warehouse holds documents, the PubMed silver dev split. ``kpe.evaluate.gate`` holds that policy and the
+decision rule; every number and the reason are stored on the model's row in ``models`` in one transaction and
 published as a markdown artifact. A promotion changes the model version nightly extraction uses, so the next
 nightly re-extracts with it.
 """
@@ -21,24 +21,26 @@ from flows.environment import apply_defaults
 apply_defaults()
 
 from prefect import flow, get_run_logger  # noqa: E402 - after the environment defaults
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from kpe.evaluate.gate import DEFAULT_MARGIN, DEFAULT_TOLERANCE  # noqa: E402
-from kpe.registry import ExtractionModel, model_dir, new_version  # noqa: E402
+from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERANCE  # noqa: E402
+from kpe.registry import ExtractionModel, base_model_name, model_dir, new_version  # noqa: E402
+from kpe.train.config import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_SEED,
+    run_config,
+)
+from kpe.train.kinds import check_kind_and_method  # noqa: E402
+from tasks.evaluate import choose_method_task, evaluate_on_gate_sets_task, load_gate_sets_task  # noqa: E402
 from tasks.train import (  # noqa: E402
-    base_model_name,
     build_training_data_task,
-    check_kind_and_method,
-    choose_method_task,
     decide_and_record_task,
-    decision_markdown,
-    evaluate_task,
-    load_gate_sets_task,
     production_model_task,
+    publish_gate_decision_task,
     register_candidate_task,
-    reject_after_failure,
-    train_config,
+    reject_candidate_task,
     train_model_task,
 )
 
@@ -50,32 +52,32 @@ def train(
     base_model: str | None = None,
     train_data: list[str] | None = None,
     max_steps: int | None = None,
-    epochs: int = 3,
+    epochs: int = DEFAULT_EPOCHS,
     mlm_steps: int = 0,
     train_limit: int | None = None,
-    gate_limit: int | None = 200,
+    gate_limit: int | None = DEFAULT_GATE_LIMIT,
     margin: float = DEFAULT_MARGIN,
     tolerance: float = DEFAULT_TOLERANCE,
     auto_promote: bool = True,
-    seed: int = 42,
-    batch_size: int = 8,
-    learning_rate: float = 5e-5,
+    seed: int = DEFAULT_SEED,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
     keep_checkpoints: bool = False,
     train_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a candidate and let the gate decide.
 
-    kind: ``tagger`` or ``joint``; method: what production extraction would run with the model (``tagger``,
-    ``hybrid``, ``keybert-ft`` for a tagger; ``joint``, ``keybert-ft`` for a joint model; default: each is
-    evaluated on the gate sets and the best mean macro F1@5 is chosen, then compared with production).
-    base_model: local encoder dir (default: packaged all-MiniLM-L6-v2). train_data: benchmark names, JSONL
-    paths or ``pubmed`` (default: Inspec + SemEval-2017 train, plus PubMed silver when the lake has
-    documents). max_steps replaces epochs when given; mlm_steps > 0 first adapts the encoder with masked-LM
-    on the corpus. train_limit: documents per training source; gate_limit: documents per gate set (None:
-    all). margin / tolerance: see ``kpe.evaluate.gate.decide``. auto_promote=False records the decision
-    without promoting. train_options: any other ``kpe.train.TrainConfig`` field (``max_length``,
-    ``patience``, ``mixed_precision``...), for the MLM run too. Returns ``{"version", "status", "decision",
-    "method", "model_path", "training"}``.
+    kind: a model kind that offers extraction methods (``kpe.train.kinds``: ``tagger``, ``joint``); method: what
+    production extraction would run with the model (``tagger``, ``hybrid``, ``keybert-ft`` for a tagger;
+    ``joint``, ``keybert-ft`` for a joint model; default: each is evaluated on the gate sets and the best mean
+    macro F1@5 is chosen, then compared with production). base_model: local encoder dir (default: packaged
+    all-MiniLM-L6-v2). train_data: benchmark names, JSONL paths or ``pubmed`` (default: Inspec + SemEval-2017
+    train, plus PubMed silver when the lake has documents). max_steps replaces epochs when given; mlm_steps > 0
+    first adapts the encoder with masked-LM on the corpus. train_limit: documents per training source;
+    gate_limit: documents per gate set (None: all). margin / tolerance: see ``kpe.evaluate.gate.decide``.
+    auto_promote=False records the decision without promoting. train_options: any other
+    ``kpe.train.TrainConfig`` field (``max_length``, ``patience``, ``mixed_precision``...), for the MLM run too.
+    Returns ``{"version", "status", "decision", "method", "model_path", "training"}``.
     """
     logger = get_run_logger()
     choose = method is None  # the gate sets choose the method (see step 4)
@@ -92,16 +94,17 @@ def train(
     base = base_model
     mlm_summary = None
     if mlm_steps > 0:
-        mlm_config = train_config("mlm", run_dir / "mlm", data, base=base_model, max_steps=mlm_steps, epochs=1,
-                                  train_limit=train_limit, seed=seed, **{"batch_size": batch_size, **(train_options or {})})
+        mlm_config = run_config("mlm", run_dir / "mlm", data, base=base_model, max_steps=mlm_steps, epochs=1,
+                                train_limit=train_limit, seed=seed,
+                                **{"batch_size": batch_size, **(train_options or {})})
         mlm = train_model_task(mlm_config, keep_checkpoints)
         base = str(mlm.model_dir)
         mlm_summary = {"steps": mlm.steps, "seconds": mlm.seconds, "metrics": mlm.metrics, "model_dir": base}
 
-    # 3. fine-tune
-    config = train_config(kind, run_dir, data, base=base, max_steps=max_steps, epochs=epochs,
-                          train_limit=train_limit, seed=seed,
-                          **{"batch_size": batch_size, "learning_rate": learning_rate, **(train_options or {})})
+    # 3. fine-tune, register the candidate
+    config = run_config(kind, run_dir, data, base=base, max_steps=max_steps, epochs=epochs, train_limit=train_limit,
+                        seed=seed,
+                        **{"batch_size": batch_size, "learning_rate": learning_rate, **(train_options or {})})
     result = train_model_task(config, keep_checkpoints)
     settings = {
         "train_config": config.model_dump(mode="json"),
@@ -113,35 +116,31 @@ def train(
         "mlm": mlm_summary,
     }
     register_candidate_task(version, result, method, base_name, settings)
-    training = {"steps": result.steps, "seconds": round(result.seconds, 1), "docs": data["docs"],
+    training = {"steps": result.steps, "seconds": round(result.seconds, 1), "docs": data.docs,
                 "validation": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}}
 
-    # 4. evaluate candidate and production on the same gate sets, 5. decide and record
+    # 4. evaluate candidate and production on the same gate sets, 5. decide and record (one transaction)
     candidate_model = ExtractionModel(version=version, method=method, model_path=str(result.model_dir.resolve()))
     try:
         production_model = production_model_task()
         sets = load_gate_sets_task(gate_limit)
         extra: dict[str, Any] = {"training": training}
         if choose:
-            extra["method_choice"], by_method = choose_method_task(version, kind, candidate_model, sets)
+            extra["method_choice"], by_method = choose_method_task(kind, candidate_model, sets)
             method = extra["method_choice"]["chosen"]
             candidate_model = replace(candidate_model, method=method)
             candidate = by_method[method]
         else:
-            candidate = evaluate_task("candidate", candidate_model, sets)
-        production = evaluate_task("production", production_model, sets)
+            candidate = evaluate_on_gate_sets_task("candidate", candidate_model, sets)
+        production = evaluate_on_gate_sets_task("production", production_model, sets)
         run_id = str(flow_run.id) if flow_run.id else None
         outcome = decide_and_record_task(version, candidate, production, production_model, margin, tolerance,
-                                         auto_promote, extra=extra, flow_run_id=run_id)
+                                         auto_promote, method=method, extra=extra, flow_run_id=run_id)
     except Exception as exc:
         logger.error("gate failed for %s: %s; the candidate is rejected", version, exc)
-        reject_after_failure(version, exc)
+        reject_candidate_task(version, f"{type(exc).__name__}: {exc}")
         raise
 
-    create_markdown_artifact(
-        key="train-gate-decision",
-        markdown=decision_markdown(outcome, candidate, production),
-        description=f"{version}: {outcome['status']}",
-    )
+    publish_gate_decision_task(outcome, candidate, production)
     logger.info("%s -> %s: %s", version, outcome["status"], outcome["decision"]["reason"])
     return {**outcome, "method": method, "model_path": candidate_model.model_path, "training": training}

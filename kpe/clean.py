@@ -12,6 +12,13 @@ become a line break, inline tags nothing, so ``H<sub>2</sub>O`` is ``H2O``; unkn
 uncurled, control characters are not dropped); Unicode NFKC; soft hyphens and zero-width spaces are
 dropped; whitespace is collapsed. MeSH names are NLM vocabulary and pass through unchanged.
 
+What is stored is validated: numeric ids (PMID, S2 corpus id, MAG id, PMC number) are ASCII digits in
+1..2^63-1 (they fit a BIGINT), text ids (DOI, arXiv...) are at most ``MAX_ID_CHARS`` characters; an invalid
+id is not an alias, and a record whose own id is invalid is quarantined. Oversized fields are quarantined with
+the reason, never stored whole or cut silently: a title over ``max_title_chars`` (4,000) or an abstract over
+``max_abstract_chars`` (100,000 characters, after cleaning), a keyword, journal, language, date or publication
+type over ``MAX_FIELD_CHARS``, more than ``MAX_LIST_ITEMS`` keywords, MeSH headings or publication types.
+
 Whitespace choice: inside a line every run of spaces/tabs becomes one space; a run that holds a line break
 becomes exactly one ``"\\n"`` (``keep_newlines=True``, used for abstracts) so that the sections of a
 structured abstract, which the readers join with ``"\\n"``, stay one per line. Titles, keywords and journal
@@ -44,6 +51,17 @@ __all__ = [
     "primary_doc_id",
     "quarantine_of",
 ]
+
+MAX_NUMERIC_ID = 2**63 - 1
+"""Largest PMID / S2 corpus id / MAG id / PMC number accepted (a signed 64-bit integer)."""
+MAX_ID_CHARS = 500
+"""Longest DOI, arXiv or other text id accepted."""
+MAX_TITLE_CHARS = 4_000
+MAX_ABSTRACT_CHARS = 100_000
+MAX_FIELD_CHARS = 1_000
+"""Longest keyword, journal, language, publication date or publication type."""
+MAX_LIST_ITEMS = 2_000
+"""Most keywords, MeSH headings or publication types one record may have."""
 
 _FTFY_CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,  # done before tag stripping
@@ -168,20 +186,26 @@ def _str(value: object) -> str:
 
 
 def normalize_doi(doi: object) -> str | None:
-    """``10.xxxx/yyy`` lowercased, without URL / ``doi:`` prefixes or whitespace; ``None`` if not a DOI."""
+    """``10.xxxx/yyy`` lowercased, without URL / ``doi:`` prefixes or whitespace; ``None`` if not a DOI (or
+    longer than ``MAX_ID_CHARS``)."""
     text = _str(doi)
+    if len(text) > 4 * MAX_ID_CHARS:
+        return None
     text = _DOI_PREFIX.sub("", text)
     text = "".join(text.split()).lower()
-    return text if text.startswith("10.") and "/" in text else None
+    return text if text.startswith("10.") and "/" in text and len(text) <= MAX_ID_CHARS else None
 
 
 def _positive_int_text(value: object, prefix: str = "") -> str | None:
+    """Digits of a positive integer id in 1..``MAX_NUMERIC_ID`` without leading zeros, else ``None``."""
     text = _str(value)
     if prefix and text[: len(prefix)].lower() == prefix:
         text = text[len(prefix):].strip()
     if not text.isdigit() or not text.isascii():
         return None
     text = text.lstrip("0")
+    if len(text) > 19 or (len(text) == 19 and int(text) > MAX_NUMERIC_ID):
+        return None
     return text or None
 
 
@@ -205,9 +229,11 @@ def normalize_pmcid(value: object) -> str | None:
 def normalize_arxiv(value: object) -> str | None:
     """An arXiv id lowercased, without URL / ``arXiv:`` prefix or version suffix (``2101.00001v2`` ->
     ``2101.00001``)."""
-    text = _ARXIV_PREFIX.sub("", _str(value)).lower()
-    text = _ARXIV_VERSION.sub("", text)
-    return text or None
+    text = _str(value)
+    if len(text) > 4 * MAX_ID_CHARS:
+        return None
+    text = _ARXIV_VERSION.sub("", _ARXIV_PREFIX.sub("", text).lower())
+    return text if text and len(text) <= MAX_ID_CHARS else None
 
 
 # Keys used by the readers (and the Semantic Scholar spellings of them) -> alias prefix.
@@ -249,7 +275,7 @@ def _normalized_ids(record: SourceRecord) -> dict[str, str]:
             continue
         normalizer = _NORMALIZERS.get(prefix)
         normalized = normalizer(value) if normalizer else (_str(value) or None)
-        if normalized:
+        if normalized and len(normalized) <= MAX_ID_CHARS:
             ids[prefix] = normalized
     return ids
 
@@ -290,7 +316,8 @@ def content_hash(title: str | None, abstract: str | None) -> str:
 
 def quarantine_of(bad: BadRecord) -> Quarantined:
     """A reader's ``BadRecord`` as a quarantine row."""
-    return Quarantined(source=bad.source, record_id=bad.record_id, reason=bad.reason, raw_snippet=bad.raw_snippet)
+    record_id = bad.record_id[:MAX_ID_CHARS] if bad.record_id else bad.record_id
+    return Quarantined(source=bad.source, record_id=record_id, reason=bad.reason, raw_snippet=bad.raw_snippet)
 
 
 def _clean_list(values: list[str]) -> list[str]:
@@ -305,17 +332,36 @@ def _clean_list(values: list[str]) -> list[str]:
     return out
 
 
-def clean_record(record: SourceRecord, min_abstract_words: int) -> Document | Quarantined:
+def _oversized(record: SourceRecord) -> str | None:
+    """Why a record's secondary fields are too big to store, or ``None`` (checked before cleaning: cheap)."""
+    for name in ("keywords", "mesh", "publication_types"):
+        values = getattr(record, name)
+        if len(values) > MAX_LIST_ITEMS:
+            return f"too many {name.replace('_', ' ')}: {len(values):,} (at most {MAX_LIST_ITEMS:,})"
+    for name, values in (("keyword", record.keywords), ("publication type", record.publication_types),
+                         ("MeSH heading", [m.name for m in record.mesh]),
+                         ("journal", [record.journal or ""]), ("language", [record.language or ""]),
+                         ("publication date", [record.pub_date or ""])):
+        for value in values:
+            if value and len(value) > MAX_FIELD_CHARS:
+                return f"{name} longer than {MAX_FIELD_CHARS:,} characters ({len(value):,})"
+    return None
+
+
+def clean_record(record: SourceRecord, min_abstract_words: int, *, max_title_chars: int = MAX_TITLE_CHARS,
+                 max_abstract_chars: int = MAX_ABSTRACT_CHARS) -> Document | Quarantined:
     """A cleaned ``Document``, or ``Quarantined`` with the reason: ``no title and no abstract``,
-    ``undecodable text``, ``abstract shorter than N words``, ``invalid PMID`` or ``no usable id``.
+    ``undecodable text``, ``abstract shorter than N words``, ``title / abstract longer than N characters``,
+    an oversized keyword, journal... (see the module docstring), ``invalid PMID``, ``invalid S2 corpus id`` or
+    ``no usable id``.
 
     ``doc_id`` is :func:`primary_doc_id`; the ingest step may remap it to an existing document found
     through one of the aliases.
     """
 
     def quarantine(reason: str) -> Quarantined:
-        return Quarantined(source=record.source, record_id=_str(record.source_id) or None, reason=reason,
-                           raw_snippet=record.raw_snippet)
+        record_id = _str(record.source_id)[:MAX_ID_CHARS] or None
+        return Quarantined(source=record.source, record_id=record_id, reason=reason, raw_snippet=record.raw_snippet)
 
     title = clean_text(record.title, keep_newlines=False)
     abstract = clean_text(record.abstract)
@@ -323,12 +369,24 @@ def clean_record(record: SourceRecord, min_abstract_words: int) -> Document | Qu
         return quarantine("no title and no abstract")
     if not (is_valid_text(title) and is_valid_text(abstract)):
         return quarantine("undecodable text")
+    if title is not None and len(title) > max_title_chars:
+        return quarantine(f"title longer than {max_title_chars:,} characters ({len(title):,})")
+    if abstract is not None and len(abstract) > max_abstract_chars:
+        return quarantine(f"abstract longer than {max_abstract_chars:,} characters ({len(abstract):,})")
     if abstract is not None and min_abstract_words > 0 and _word_count(abstract) < min_abstract_words:
         return quarantine(f"abstract shorter than {min_abstract_words} words")
+    if (too_big := _oversized(record)) is not None:
+        return quarantine(too_big)
+    if record.year is not None and not 1 <= record.year <= 9999:
+        return quarantine(f"year out of range: {record.year}")
+    if record.version is not None and not 1 <= record.version <= 2**31 - 1:
+        return quarantine(f"version out of range: {str(record.version)[:40]}")
 
     ids = _normalized_ids(record)
     if record.source == "pubmed" and "pmid" not in ids:
-        return quarantine(f"invalid PMID {record.source_id!r}")
+        return quarantine(f"invalid PMID {_str(record.source_id)[:40]!r}")
+    if record.source == "s2" and "s2" not in ids and _str(record.source_id).isdigit():
+        return quarantine(f"invalid S2 corpus id {_str(record.source_id)[:40]!r} (expected 1..2^63-1)")
     try:
         doc_id = _primary(record, ids)
     except ValueError:
@@ -364,11 +422,17 @@ def clean_item(item: SourceItem, min_abstract_words: int) -> Document | Deletion
     if isinstance(item, BadRecord):
         return quarantine_of(item)
     if isinstance(item, Deletion):
-        if item.source != "pubmed":
-            return Deletion(item.source, _str(item.source_id))
-        pmid = normalize_pmid(item.source_id)
-        if pmid is None:
-            return Quarantined(item.source, _str(item.source_id) or None,
-                               f"invalid PMID in deletion: {item.source_id!r}")
-        return Deletion(item.source, pmid)
+        if item.source == "pubmed":
+            pmid = normalize_pmid(item.source_id)
+            if pmid is None:
+                return Quarantined(item.source, _str(item.source_id)[:MAX_ID_CHARS] or None,
+                                   f"invalid PMID in deletion: {_str(item.source_id)[:40]!r}")
+            return Deletion(item.source, pmid)
+        if item.source == "s2" and _str(item.source_id).isdigit():
+            corpus_id = _positive_int_text(item.source_id)
+            if corpus_id is None:
+                return Quarantined(item.source, _str(item.source_id)[:MAX_ID_CHARS] or None,
+                                   f"invalid S2 corpus id in deletion: {_str(item.source_id)[:40]!r}")
+            return Deletion(item.source, corpus_id)
+        return Deletion(item.source, _str(item.source_id))
     raise TypeError(f"not a source item: {type(item).__name__}")

@@ -21,7 +21,11 @@ def resolve_encoder(name_or_path: str | Path | None) -> str:
     anything else is passed through as a Hugging Face id (it must already be in the local cache when
     ``HF_HUB_OFFLINE=1``).
     """
-    if name_or_path is None or str(name_or_path).strip() in ("", DEFAULT_ENCODER_NAME, f"sentence-transformers/{DEFAULT_ENCODER_NAME}"):
+    if name_or_path is None or str(name_or_path).strip() in (
+        "",
+        DEFAULT_ENCODER_NAME,
+        f"sentence-transformers/{DEFAULT_ENCODER_NAME}",
+    ):
         return packaged_encoder_path()
     path = Path(name_or_path).expanduser()
     if path.exists():

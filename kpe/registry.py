@@ -2,10 +2,14 @@
 
 A version is ``<kind>-<YYYYMMDD>-<HHMM>-<6 hex>`` (UTC), e.g. ``tagger-20261123-0215-ab12cd``; its files
 live in ``settings.models_dir/<version>/``. The rows themselves are kept by ``warehouse.models`` (all the
-SQL); this module only reads them through that API.
+SQL); a task reads the production row there and hands it to this module, which opens no database.
 
-``current_extraction_model(con)`` is the one answer to "which model does nightly extraction use?": the
-production model when one is promoted, otherwise the packaged all-MiniLM-L6-v2 encoder with the ``kpe``
+``current_extraction_model(production)`` is the one answer to "which model does nightly extraction use?"::
+
+    with connect(path, read_only=True) as con:
+        model = current_extraction_model(warehouse.models.production_model(con))
+
+the production model when one is promoted, otherwise the packaged all-MiniLM-L6-v2 encoder with the ``kpe``
 method (or the encoder named by ``settings.encoder``). Its ``version`` string is what extraction state
 records, so a promotion or a rollback changes it and the next nightly re-extracts.
 """
@@ -17,13 +21,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kpe.encoders import DEFAULT_ENCODER_NAME, packaged_encoder_path, resolve_encoder
 from kpe.settings import Settings, get_settings
 
 DEFAULT_METHOD = "kpe"
 PACKAGED_VERSION = f"{DEFAULT_ENCODER_NAME}@packaged"
-KINDS = ("tagger", "joint", "mlm", "encoder")
 VERSION_PATTERN = re.compile(r"^(?P<kind>[a-z][a-z0-9_]*)-(?P<date>\d{8})-(?P<time>\d{4})-(?P<token>[0-9a-f]{6})$")
 
 
@@ -34,6 +38,14 @@ class ExtractionModel:
     version: str
     method: str
     model_path: str | None
+
+
+class ProductionRecord(Protocol):
+    """What this module reads of a registry row (``warehouse.models.ModelRecord``)."""
+
+    version: str
+    method: str
+    path: str
 
 
 def new_version(kind: str, now: dt.datetime | None = None, token: str | None = None) -> str:
@@ -63,6 +75,12 @@ def model_dir(version: str, models_dir: Path | str | None = None) -> Path:
     return root / version
 
 
+def base_model_name(base_model: str | None) -> str:
+    """What the registry records as a model's base: ``all-MiniLM-L6-v2`` for the packaged one, else the path/id."""
+    resolved = resolve_encoder(base_model)
+    return DEFAULT_ENCODER_NAME if resolved == packaged_encoder_path() else resolved
+
+
 def default_extraction_model(settings: Settings | None = None) -> ExtractionModel:
     """The model used while none is promoted: ``settings.encoder`` (packaged MiniLM when empty) with ``kpe``."""
     settings = settings or get_settings()
@@ -72,15 +90,13 @@ def default_extraction_model(settings: Settings | None = None) -> ExtractionMode
     return ExtractionModel(version=f"{settings.encoder.strip()}@encoder", method=DEFAULT_METHOD, model_path=path)
 
 
-def current_extraction_model(con) -> ExtractionModel:  # noqa: ANN001 - a duckdb connection, kept untyped here
-    """The production model from the registry, or the default encoder when none is promoted.
+def current_extraction_model(record: ProductionRecord | None) -> ExtractionModel:
+    """The production model (the registry row ``warehouse.models.production_model`` read), or the default
+    encoder when none is promoted (``None``).
 
-    ``con`` is an open warehouse connection (read-only is fine). A production model whose directory is
-    gone is an error, not a silent fallback: restore the files or run ``kpe models rollback``.
+    A production model whose directory is gone is an error, not a silent fallback: restore the files or run
+    ``kpe models rollback``.
     """
-    from warehouse.models import production_model
-
-    record = production_model(con)
     if record is None:
         return default_extraction_model()
     path = record.path or None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
 
     # Cleaning and sharding
     min_abstract_words: int = Field(5, ge=0, description="An abstract shorter than this is quarantined")
+    max_title_chars: int = Field(4_000, ge=1, description="A longer title (after cleaning) is quarantined")
+    max_abstract_chars: int = Field(100_000, ge=1, description="A longer abstract (after cleaning) is quarantined")
     batch_size: int = Field(5000, ge=1, description="Records per ingest batch (one shard, one transaction)")
     max_shard_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Upper bound on one Parquet shard")
 
@@ -43,6 +46,9 @@ class Settings(BaseSettings):
     # Extraction
     encoder: str = Field("", description="Encoder for extraction when no model is promoted (empty: packaged MiniLM)")
     extract_batch_size: int = Field(256, ge=1, description="Documents per extraction batch (one transaction)")
+    native_bf16: Literal["auto", "yes", "no"] = Field(
+        "auto", description="Whether the CPU counts as computing bf16 natively (precision auto -> bf16): auto = "
+        "detect AVX512-BF16/AMX; yes/no = force it, e.g. to run the tests as the other kind of machine does")
 
     # Scale-out: where extraction batches run. "threads" (default, in the flow's process) or "dask"
     # (prefect-dask DaskTaskRunner: a local cluster, or the scheduler at dask_address). Writes to DuckDB always
@@ -51,6 +57,19 @@ class Settings(BaseSettings):
     dask_address: str = Field("", description="tcp://host:8786 of an existing Dask scheduler (empty: local cluster)")
     dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given")
     extract_parallelism: int = Field(1, ge=1, description="Extraction batches in flight at once")
+
+    # Re-extraction for a model or config change runs after the new and changed documents, as a budgeted
+    # backfill, so a promotion never holds back the next morning's new papers (None: no limit).
+    backfill_max_docs: int | None = Field(None, ge=0, description="Re-extracted documents per run at most")
+    backfill_max_minutes: float | None = Field(240.0, ge=0, description="Minutes of re-extraction per run at most")
+
+    # Sharing the warehouse file between processes (see warehouse/db.py).
+    read_wait_s: float = Field(60.0, ge=0, description="How long a reader waits for a writer's commit to finish")
+    write_wait_s: float = Field(900.0, ge=0, description="How long a writer's commit waits for readers to finish")
+    writer_wait_s: float = Field(0.0, ge=0, description="How long a second nightly/ingest run waits for the first "
+                                 "before it refuses")
+    sql_timeout_s: float = Field(300.0, gt=0, description="`kpe sql`: a statement running longer is stopped")
+    sql_memory_limit: str = Field("4GB", description="`kpe sql`: DuckDB memory_limit of the sandboxed connection")
 
     @classmethod
     def settings_customise_sources(

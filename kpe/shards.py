@@ -8,6 +8,12 @@ Layout under the lake root::
 A shard name is a function of (input file name, its checksum, batch number), so a batch re-run after a crash
 rewrites the same name instead of leaving a duplicate, and two different files that share a name never
 collide; a shard is renamed into place only once fully written.
+
+After a crash (SIGKILL, power loss) two kinds of leftovers are possible, and :func:`find_orphans` finds both
+for the next run to remove: a temporary ``.<shard>.<pid>.tmp`` whose writer is gone, and a shard renamed into
+place whose batch never committed (the warehouse's ``shards`` table does not list it, though it knows the
+input file). A shard of an input the warehouse does not know is never touched (the lake outlives a lost
+warehouse).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +148,58 @@ def document_shard_files(lake_dir: Path, source: str | None = None) -> list[Path
     """Every document shard in the lake (optionally of one source), oldest ingest date first."""
     pattern = f"documents/source={source or '*'}/ingest_date=*/*.parquet"
     return sorted(Path(lake_dir).glob(pattern), key=lambda p: (p.parent.name, p.name))
+
+
+_TMP_NAME = re.compile(r"^\.(?P<shard>.+\.parquet)\.(?P<pid>\d+)\.tmp$")
+_SHARD_NAME = re.compile(r"^(?P<key>.+-[0-9a-f]{12})-b\d{5}\.parquet$")
+SHARD_KINDS = ("documents", "deletions")
+
+
+def shard_key(input_file: str, input_sha256: str) -> str:
+    """The part of a shard's name that identifies its input file: ``<file-stem>-<sha256[:12]>``."""
+    return f"{_file_stem(input_file)}-{input_sha256[:12]}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
+
+
+def find_orphans(lake_dir: Path, listed: set[str], known_keys: set[str], *, tmp_grace_s: float = 3600.0,
+                 unlisted_grace_s: float = 600.0, now: float | None = None) -> list[Path]:
+    """Leftovers of interrupted shard writes under ``documents/`` and ``deletions/`` of the lake:
+
+    - temporary files (``.<shard>.<pid>.tmp``) whose writing process is gone, or older than ``tmp_grace_s``;
+    - shards that ``listed`` (the ``shards`` table's paths) does not hold although their input file is known
+      (``known_keys``: :func:`shard_key` of every file in the watermark), older than ``unlisted_grace_s``
+      (a batch being committed right now is never taken for an orphan).
+
+    Nothing is removed here; the caller deletes what it decides to.
+    """
+    now = time.time() if now is None else now
+    root = Path(lake_dir)
+    orphans: list[Path] = []
+    for kind in SHARD_KINDS:
+        base = root / kind
+        if not base.is_dir():
+            continue
+        for path in sorted(base.glob("source=*/ingest_date=*/*")):
+            name = path.name
+            try:
+                age = now - path.lstat().st_mtime
+            except OSError:
+                continue
+            if (tmp := _TMP_NAME.match(name)) is not None:
+                pid = int(tmp["pid"])
+                if age > tmp_grace_s or (pid != os.getpid() and not _process_alive(pid)):
+                    orphans.append(path)
+            elif (shard := _SHARD_NAME.match(name)) is not None and shard["key"] in known_keys:
+                rel = path.relative_to(root).as_posix()
+                if rel not in listed and age > unlisted_grace_s:
+                    orphans.append(path)
+    return orphans

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from kpe.datasets import load_benchmark
 from kpe.encoders import resolve_encoder
 from kpe.train.alignment import (
+    IGNORE_INDEX,
+    AlignmentStats,
     B,
     I,
-    IGNORE_INDEX,
     O,
-    AlignmentStats,
     bio_labels,
     find_occurrences,
     gold_spans,
     join_words,
     tokenize_windows,
 )
-from kpe.train.data import load_benchmark
 
 
 @pytest.fixture(scope="module")

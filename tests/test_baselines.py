@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from kpe.datasets import load_jsonl
 from kpe.evaluate.baselines import TfidfExtractor, distinct_candidates
-from kpe.evaluate.benchmarks import load_jsonl
 from kpe.evaluate.harness import evaluate_extractor
 from kpe.evaluate.metrics import occurs_in, phrase_key
 from kpe.extract.methods import Keyphrase, build_extractor

@@ -126,7 +126,7 @@ def test_config_hash_is_stable_and_follows_every_result_setting() -> None:
     changed = {
         "top_n": 5, "ngram_range": (1, 2), "candidate_mode": "keybert", "max_candidates": 50, "diversity": 0.5,
         "drop_subphrases": True, "prefilter": "none", "prefilter_k": 40, "doc_embedding": "chunks",
-        "candidate_embedding": "contextual", "precision": "fp32",
+        "candidate_embedding": "contextual", "precision": "fp32", "max_text_chars": 50_000,
     }
     hashes = {base.config_hash()}
     for field, value in changed.items():
@@ -142,7 +142,7 @@ def test_config_hash_is_stable_and_follows_every_result_setting() -> None:
 
 def test_config_is_frozen_and_validated() -> None:
     config = ExtractionConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017
         config.top_n = 3  # type: ignore[misc]
     with pytest.raises(ValueError):
         ExtractionConfig(ngram_range=(3, 1))

@@ -303,3 +303,41 @@ def test_keywords_journal_and_language_are_cleaned() -> None:
     assert document.language == "eng"
     assert document.doi == "10.1/x"
     assert document.aliases == ["doi:10.1/x", "pmcid:PMC7", "pmid:12345"]
+
+
+# --- what we store is validated: id ranges and field sizes ---------------------------------------------------
+
+
+def test_numeric_ids_must_fit_a_bigint_and_text_ids_are_bounded() -> None:
+    assert normalize_pmid(str(2**63 - 1)) == str(2**63 - 1)
+    assert [normalize_pmid(x) for x in (str(2**63), str(10**30), "9" * 40)] == [None] * 3
+    assert normalize_pmcid(f"PMC{2**63}") is None
+    assert normalize_doi("10.1000/" + "x" * 600) is None and normalize_doi("10.1000/" + "x" * 400)
+    assert normalize_arxiv("2101." + "1" * 600) is None
+    record = _record(external_ids={"s2": str(10**30), "mag": str(2**63), "doi": "10.1/ok"})
+    assert aliases_of(record) == ["doi:10.1/ok", "pmid:12345"]  # the out-of-range ids are not aliases
+
+    too_big = clean_record(_record(source_id=str(2**63)), min_abstract_words=5)
+    assert isinstance(too_big, Quarantined) and too_big.reason.startswith("invalid PMID")
+    s2 = clean_record(_record(source="s2", source_id=str(10**30), external_ids={"doi": "10.1/ok"}), 5)
+    assert isinstance(s2, Quarantined) and s2.reason.startswith("invalid S2 corpus id '1000000000000000")
+    deletion = clean_item(Deletion("s2", str(2**63)), 5)
+    assert isinstance(deletion, Quarantined) and "invalid S2 corpus id in deletion" in deletion.reason
+    assert clean_item(Deletion("s2", "0042"), 5) == Deletion("s2", "42")
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"abstract": "word " * 1_000_000}, "abstract longer than 100,000 characters (4,999,999)"),
+    ({"title": "t" * 4001}, "title longer than 4,000 characters (4,001)"),
+    ({"keywords": ["k" * 1001]}, "keyword longer than 1,000 characters (1,001)"),
+    ({"keywords": [f"k{i}" for i in range(2001)]}, "too many keywords: 2,001 (at most 2,000)"),
+    ({"journal": "j" * 5000}, "journal longer than 1,000 characters (5,000)"),
+    ({"year": 20201}, "year out of range: 20201"),
+    ({"version": 2**40}, "version out of range: 1099511627776"),
+])
+def test_oversized_or_out_of_range_fields_are_quarantined_with_the_reason(fields: dict, reason: str) -> None:
+    result = clean_record(_record(**fields), min_abstract_words=5)
+    assert isinstance(result, Quarantined) and result.reason == reason and result.record_id == "12345"
+    assert isinstance(clean_record(_record(), min_abstract_words=5), Document)
+    longer = clean_record(_record(abstract="word " * 30_000), min_abstract_words=5, max_abstract_chars=200_000)
+    assert isinstance(longer, Document)  # the limits are settings (KPE_MAX_ABSTRACT_CHARS, KPE_MAX_TITLE_CHARS)

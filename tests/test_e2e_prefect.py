@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
 from prefect_server import VENV_BIN, prefect_env, prefect_server, running
 
 pytestmark = pytest.mark.e2e

@@ -109,19 +109,15 @@ def _register_method(con, name: str, method: str, minute: int) -> str:
 def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
     """YAKE measurably beats the first-phrases baseline on 30 real Inspec / SemEval-2017 dev documents: as a
     candidate it is promoted over it; a first-phrases candidate against YAKE in production is rejected."""
+    from kpe.evaluate.gate import decide as gate_decision
+    from kpe.evaluate.gate import evaluate_on_gate_sets, gate_set_names
     from kpe.registry import ExtractionModel, current_extraction_model
     from kpe.settings import get_settings
-    from tasks.train import (
-        evaluate_on_gate_sets,
-        gate_decision,
-        gate_set_names,
-        load_gate_sets,
-        production_for_gate,
-        record_decision,
-    )
+    from tasks.evaluate import load_gate_sets
+    from tasks.train import production_for_gate, record_decision
     from warehouse.db import connect
     from warehouse.evaluations import list_evaluations
-    from warehouse.models import get_model, promote
+    from warehouse.models import get_model, production_model, promote
 
     path = get_settings().warehouse_path
     con = connect(path)
@@ -157,7 +153,7 @@ def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
 
     con = connect(path)
     try:
-        assert current_extraction_model(con).version == strong
+        assert current_extraction_model(production_model(con)).version == strong
         assert get_model(con, weak).status == "retired"
         stored = get_model(con, weak_again)
         assert stored.decision["reason"] == worse["decision"]["reason"]
@@ -215,12 +211,13 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     from kpe.registry import PACKAGED_VERSION, current_extraction_model
     from kpe.settings import get_settings
     from warehouse.db import connect
-    from warehouse.models import get_model
+    from warehouse.models import get_model, production_model
 
     result = train(
-        kind="tagger", method=None, base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16, gate_limit=8,
-        batch_size=4, train_options={"max_length": 128, "stride": 32, "log_with": "none", "max_val_docs": 4,
-                                     "tune_hybrid": False, "num_threads": 2},
+        kind="tagger", method=None, base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16,
+        gate_limit=8, batch_size=4,
+        train_options={"max_length": 128, "stride": 32, "log_with": "none", "max_val_docs": 4,
+                       "tune_hybrid": False, "num_threads": 2},
     )
     version, decision = result["version"], result["decision"]
     assert result["status"] == ("production" if decision["promote"] else "rejected")
@@ -242,10 +239,12 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
         assert row.decision["reason"] == decision["reason"]
         for name, cmp in row.decision["per_set"].items():
             assert cmp["candidate"] == pytest.approx(row.metrics["gate"]["candidate"][name]["macro"]["present"]["f1@5"])
-            assert cmp["production"] == pytest.approx(row.metrics["gate"]["production"][name]["macro"]["present"]["f1@5"])
+            assert cmp["production"] == pytest.approx(
+                row.metrics["gate"]["production"][name]["macro"]["present"]["f1@5"]
+            )
         assert row.settings["train_config"]["max_steps"] == 5
         expected = version if result["status"] == "production" else PACKAGED_VERSION
-        assert current_extraction_model(con).version == expected
+        assert current_extraction_model(production_model(con)).version == expected
     finally:
         con.close()
 
@@ -267,7 +266,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
         forced = runner.invoke(models_app, ["promote", version, "--force", "--reason", "test override"])
         assert forced.exit_code == 0, forced.output
     con = connect(get_settings().warehouse_path, read_only=True)
-    assert current_extraction_model(con).version == version
+    assert current_extraction_model(production_model(con)).version == version
     con.close()
 
     rolled = runner.invoke(models_app, ["rollback", "--reason", "test"])
@@ -275,7 +274,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     assert runner.invoke(models_app, ["rollback"]).exit_code == 1  # nothing left to roll back
     con = connect(get_settings().warehouse_path, read_only=True)
     try:
-        assert current_extraction_model(con).version == PACKAGED_VERSION
+        assert current_extraction_model(production_model(con)).version == PACKAGED_VERSION
         assert get_model(con, version).status == "rejected"
     finally:
         con.close()

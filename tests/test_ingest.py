@@ -12,14 +12,13 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
+from ingest_support import ingest_specs
 from lxml import etree
 
 from kpe.ingest import ingest_unit
 from kpe.inputs import InputSpec, pubmed_specs, unit_from_spec
 from warehouse.db import connect
 from warehouse.ingest_store import DuckDBIngestStore
-
-from ingest_support import ingest_specs
 
 
 def medline_sample_files(shared_data: Path) -> list[Path]:
@@ -98,7 +97,9 @@ def test_shards_are_recorded_with_checksums_and_replay_the_documents(shared_data
                                 hive_partitioning=false))
             SELECT doc_id, content_hash FROM docs WHERE rn = 1
               AND doc_id NOT IN (SELECT doc_id FROM documents WHERE deleted) ORDER BY doc_id""").fetchall()
-    assert replay == con.execute("SELECT doc_id, content_hash FROM documents WHERE NOT deleted ORDER BY doc_id").fetchall()
+    assert replay == con.execute(
+        "SELECT doc_id, content_hash FROM documents WHERE NOT deleted ORDER BY doc_id"
+    ).fetchall()
 
 
 def test_crash_mid_file_resumes_without_duplicates_or_gaps(shared_data: Path, tmp_path: Path) -> None:
@@ -162,8 +163,10 @@ def test_revised_record_replaces_earlier_version_and_changes_content_hash(shared
     original = shared_data / "pubmed" / "single_records" / "pubmed-29768149.xml"
     text = original.read_text(encoding="utf-8")
     revised = tmp_path / "pubmed99n9999.xml"
-    revised.write_text(text.replace("<AbstractText", "<AbstractText>Revised opening sentence.</AbstractText><AbstractText", 1),
-                       encoding="utf-8")
+    revised.write_text(
+        text.replace("<AbstractText", "<AbstractText>Revised opening sentence.</AbstractText><AbstractText", 1),
+        encoding="utf-8",
+    )
     con = connect(tmp_path / "w.duckdb")
     ingest_specs(con, pubmed_specs([str(original)], tmp_path), tmp_path / "lake")
     first = con.execute("SELECT doc_id, content_hash, first_seen FROM documents").fetchall()
@@ -176,10 +179,12 @@ def test_revised_record_replaces_earlier_version_and_changes_content_hash(shared
 
 def test_bad_inputs_give_partial_files_and_quarantine_rows_and_keep_stored_data(shared_data: Path,
                                                                                 tmp_path: Path) -> None:
+    """A truncated file is partial with the records before the cut; a malformed record costs only itself (the
+    file is done, the record quarantined with its reason); a record without text is quarantined."""
     good = medline_sample_files(shared_data)[0]
     raw = gzip.decompress(good.read_bytes())
     cut = raw.index(b"</PubmedArticle>", len(raw) // 2) + len(b"</PubmedArticle>")
-    n_before_cut = raw[:cut].count(b"<PubmedArticle>")
+    n_records = raw.count(b"<PubmedArticle>")
 
     truncated = tmp_path / "pubmed90n0001.xml.gz"
     truncated.write_bytes(gzip.compress(raw)[: len(gzip.compress(raw)) * 2 // 3])
@@ -195,22 +200,26 @@ def test_bad_inputs_give_partial_files_and_quarantine_rows_and_keep_stored_data(
 
     con = connect(tmp_path / "w.duckdb")
     lake = tmp_path / "lake"
-    ingest_specs(con, pubmed_specs([str(good)], tmp_path), lake)
+    stored_quarantined = ingest_specs(con, pubmed_specs([str(good)], tmp_path), lake)[0].quarantined
     stored = con.execute("SELECT doc_id, content_hash FROM documents ORDER BY doc_id").fetchall()
 
     reports = {r.name: r for r in ingest_specs(con, pubmed_specs([str(truncated), str(malformed), str(no_text)],
                                                                  tmp_path), lake)}
     assert reports[truncated.name].status == "partial" and reports[truncated.name].error
-    assert reports[malformed.name].status == "partial"
-    assert reports[malformed.name].records == n_before_cut  # every record before the bad one kept
-    assert "line" in reports[malformed.name].error.lower()
+    assert str(truncated) in reports[truncated.name].error  # named by its full path
+    assert reports[malformed.name].status == "done" and reports[malformed.name].error is None
+    assert reports[malformed.name].records == n_records + 1  # every record, before and after the bad one
+    assert reports[malformed.name].quarantined == 1 + stored_quarantined
+    reason, record_id = con.execute("SELECT reason, record_id FROM quarantine WHERE file_name = ? AND reason LIKE "
+                                    "'malformed XML%'", [malformed.name]).fetchone()
+    assert reason.startswith("malformed XML at line 4: ") and record_id is None
     assert reports[no_text.name].quarantined == 1
     reason = con.execute("SELECT reason FROM quarantine WHERE file_name = ?", [no_text.name]).fetchone()[0]
     assert "no title and no abstract" in reason
     after = dict(con.execute("SELECT doc_id, content_hash FROM documents").fetchall())
     assert all(after[doc_id] == h for doc_id, h in stored)  # nothing already stored is lost
     statuses = dict(con.execute("SELECT name, status FROM ingest_files").fetchall())
-    assert statuses[malformed.name] == "partial"
+    assert statuses[malformed.name] == "done" and statuses[truncated.name] == "partial"
 
 
 # --- the reader process (ingest_unit(parallel=True)) ---------------------------------------------------------
@@ -248,7 +257,8 @@ def _state(con, lake: Path) -> dict:  # noqa: ANN001
                                   "ORDER BY quarantine_id").fetchall(),
         "deletions": con.execute("SELECT source, source_id, doc_id FROM deletions ORDER BY ALL").fetchall(),
         "files": con.execute("SELECT name, status, records_done, batches_done, n_records, n_new, n_updated, "
-                             "n_unchanged, n_deleted, n_quarantined, error FROM ingest_files ORDER BY file_id").fetchall(),
+                             "n_unchanged, n_deleted, n_quarantined, error "
+                             "FROM ingest_files ORDER BY file_id").fetchall(),
         "shards": shards,
         "shard_rows": {path: pq.read_table(lake / path).drop(["ingested_at"]).to_pylist() for path, *_ in shards},
     }
@@ -302,17 +312,21 @@ def test_crash_in_the_reader_process_fails_the_file_and_a_rerun_resumes_exactly(
 def test_reader_process_file_error_keeps_the_records_before_it(shared_data: Path, tmp_path: Path) -> None:
     raw = gzip.decompress(medline_sample_files(shared_data)[0].read_bytes())
     cut = raw.index(b"</PubmedArticle>", len(raw) // 2) + len(b"</PubmedArticle>")
-    malformed = tmp_path / "pubmed90n0002.xml"
-    malformed.write_bytes(raw[:cut] + b"<PubmedArticle><broken></PubmedArticle>" + raw[cut:])
-    reports = {}
+    malformed = tmp_path / "pubmed90n0002.xml"  # a bad record in the middle, then the file cut in a record
+    malformed.write_bytes(raw[:cut] + b"<PubmedArticle><broken></PubmedArticle>" + raw[cut:cut + (len(raw) - cut) // 2])
+    reports, quarantine = {}, {}
     for parallel in (False, True):
         con = connect(tmp_path / f"{parallel}.duckdb")
         spec = InputSpec(source="pubmed", name=malformed.name, uri=str(malformed), paths=[str(malformed)])
         reports[parallel] = ingest_unit(unit_from_spec(spec), DuckDBIngestStore(con), lake_dir=tmp_path / "lake",
                                         batch_size=7, min_abstract_words=5, log=lambda _m: None, parallel=parallel)
-    assert reports[True].status == "partial" and "line" in reports[True].error
-    assert reports[True].records == raw[:cut].count(b"<PubmedArticle>")
+        quarantine[parallel] = con.execute("SELECT record_id, reason FROM quarantine ORDER BY ALL").fetchall()
+    complete = raw[cut:cut + (len(raw) - cut) // 2]
+    complete = complete[:complete.rfind(b"</PubmedArticle>")].count(b"<PubmedArticle>")
+    assert reports[True].status == "partial" and "truncated XML" in reports[True].error
+    assert reports[True].records == raw[:cut].count(b"<PubmedArticle>") + 1 + complete
     assert (reports[True].error, reports[True].records) == (reports[False].error, reports[False].records)
+    assert quarantine[True] == quarantine[False] and any("malformed XML" in r for _, r in quarantine[True])
     assert _no_child_processes()
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ingest_support import ingest_specs
+
 from kpe.inputs import pubmed_specs, s2_specs
 from warehouse.db import connect
-
-from ingest_support import ingest_specs
 
 
 def s2_page_with_ids(shared_data: Path, out: Path, ids: list[dict]) -> Path:

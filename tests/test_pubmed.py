@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from lxml import etree
+from medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract, record_span, without
 
 from kpe.clean import clean_record
 from kpe.records import BadRecord, Deletion, Quarantined, SourceRecord
@@ -346,32 +347,122 @@ def _break_before_record(xml: bytes, index: int, garbage: bytes) -> tuple[bytes,
     return broken, xml[:at].count(b"\n") + 2
 
 
-def test_malformed_xml_in_the_middle(pubmed_dir: Path, tmp_path: Path) -> None:
+def test_malformed_record_in_the_middle_is_quarantined_and_the_rest_read(pubmed_dir: Path, tmp_path: Path) -> None:
     xml = _raw_bytes(_baseline_sample(pubmed_dir))
     broken, line = _break_before_record(xml, 10, b"<PubmedArticle><MedlineCitation></Oops></PubmedArticle>")
     path = tmp_path / "malformed.xml"
     path.write_bytes(broken)
-    got = []
-    with pytest.raises(SourceFileError) as excinfo:
-        for item in iter_medline(path):
-            got.append(item)
-    assert [r.source_id.encode() for r in got] == _pmids_in(xml)[:10]
-    assert excinfo.value.line == line
-    assert f"line {line}" in str(excinfo.value) and "malformed.xml" in str(excinfo.value)
+    items = list(iter_medline(path))  # no error: the file is read to its end
+    assert [r.source_id.encode() for r in _records(items)] == _pmids_in(xml)  # every good record, in order
+    (bad,) = [item for item in items if isinstance(item, BadRecord)]
+    assert items.index(bad) == 10 and bad.record_id is None
+    assert bad.reason.startswith(f"malformed XML at line {line}: Opening and ending tag mismatch")
+    assert bad.raw_snippet.startswith("<PubmedArticle><MedlineCitation></Oops>")
 
 
-def test_invalid_utf8_bytes(pubmed_dir: Path, tmp_path: Path) -> None:
+def test_invalid_utf8_bytes_cost_only_their_record(pubmed_dir: Path, tmp_path: Path) -> None:
     xml = _raw_bytes(_baseline_sample(pubmed_dir))
     titles = [m.start(1) for m in re.finditer(rb"<ArticleTitle>(.)", xml)]
     at = titles[7]
     path = tmp_path / "bad-utf8.xml.gz"
     path.write_bytes(gzip.compress(xml[:at] + b"\xff\xfe" + xml[at:]))
+    items = list(iter_medline(path))
+    pmids = _pmids_in(xml)
+    assert [r.source_id.encode() for r in _records(items)] == pmids[:7] + pmids[8:]
+    (bad,) = [item for item in items if isinstance(item, BadRecord)]
+    assert bad.record_id.encode() == pmids[7] and bad.reason.startswith("undecodable bytes or invalid characters")
+
+
+# --- bad input costs exactly the bad record: real records broken in each way a file can be ------------------
+
+@pytest.fixture(scope="module")
+def sample_30(pubmed_dir: Path) -> tuple[bytes, list[SourceRecord]]:
+    """The raw XML of a real 30-record file and its records as read from the intact file."""
+    path = pubmed_dir / "medline_samples" / CORRUPTED_SAMPLE
+    records = _records(list(iter_medline(path)))
+    assert len(records) == 30
+    return _raw_bytes(path), records
+
+
+@pytest.mark.parametrize("case", list(BROKEN_RECORDS))
+def test_a_broken_record_costs_exactly_that_record(case: str, sample_30, tmp_path: Path) -> None:
+    xml, good = sample_30
+    index, breaks, reason = BROKEN_RECORDS[case]
+    path = tmp_path / "broken.xml.gz"
+    path.write_bytes(gzip.compress(breaks(xml)))
+    items = list(iter_medline(path))  # read to its end: no SourceFileError
+    assert _records(items) == good[:index] + good[index + 1:]  # the 29 others, field for field
+    (bad,) = [item for item in items if isinstance(item, BadRecord)]
+    assert len(items) == 30 and items.index(bad) == index
+    assert bad.record_id == good[index].source_id and reason in bad.reason and " at line " in bad.reason
+    assert bad.raw_snippet.startswith("<PubmedArticle>") and len(bad.raw_snippet) <= 500
+    if case == "entity bomb":
+        assert not any("aaaaaaaaaa" in (r.abstract or "") for r in _records(items))
+
+
+def test_oversized_record_and_stray_content_are_quarantined(sample_30, tmp_path: Path) -> None:
+    xml, good = sample_30
+    biggest = max(end - start for start, end in (record_span(xml, i) for i in range(30)))
+    broken = in_abstract(xml, 7, b"x" * (biggest + 1000))
+    start, _ = record_span(broken, 12)
+    broken = broken[:start] + b"stray text <Note>not a record</Note>\n" + broken[start:]
+    path = tmp_path / "odd.xml"
+    path.write_bytes(broken + b"<!-- a comment after the end is fine -->\n")
+    items = list(iter_medline(path, max_record_bytes=biggest + 500))
+    assert _records(items) == good[:7] + good[8:]
+    bad = [item for item in items if isinstance(item, BadRecord)]
+    assert [(b.record_id, b.reason.split(" at line")[0]) for b in bad] == [
+        (good[7].source_id, f"record larger than {biggest + 500:,} bytes"),
+        (None, "unexpected content between records")]
+    assert bad[1].raw_snippet.startswith("stray text <Note>")
+
+
+def test_records_split_across_read_chunks_are_read_the_same(sample_30, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import kpe.sources.stream as stream
+
+    xml, good = sample_30
+    path = tmp_path / "broken.xml.gz"
+    path.write_bytes(gzip.compress(without(xml, 15, b"</PubmedArticle>")))
+    expected = list(iter_medline(path))
+    for size in (1, 7, 100, 4096):  # every tag and record boundary falls across reads somewhere
+        monkeypatch.setattr(stream, "READ_BYTES", size)
+        monkeypatch.setattr(stream, "PLAIN_READ_BYTES", size)
+        assert list(iter_medline(path)) == expected
+
+
+def _complete_before_cut(compressed: bytes) -> int:
+    """Records complete in what a cut gzip still decompresses to (an independent zlib reading)."""
+    prefix = zlib.decompressobj(wbits=31).decompress(compressed)
+    return prefix[: prefix.rfind(b"</PubmedArticle>")].count(b"<PubmedArticle>")
+
+
+@pytest.mark.parametrize("cut", ["trailer", "crc", "half", "xml", "appended"])
+def test_a_file_whose_end_cannot_be_read_keeps_every_complete_record(cut: str, sample_30, tmp_path: Path) -> None:
+    xml, good = sample_30
+    compressed = gzip.compress(xml)
+    if cut == "trailer":  # only the 4-byte ISIZE is missing: all 30 records are complete
+        data, expected, problem = compressed[:-4], 30, "truncated gzip"
+    elif cut == "crc":  # the CRC-32 does not match: every record decompressed before the check is kept
+        data = compressed[:-8] + bytes(b ^ 0xFF for b in compressed[-8:-4]) + compressed[-4:]
+        expected, problem = 30, "corrupt gzip data"
+    elif cut == "half":
+        data = compressed[: len(compressed) // 2]
+        expected, problem = _complete_before_cut(data), "truncated gzip"
+    elif cut == "xml":  # plain XML cut inside record 21
+        start, end = record_span(xml, 20)
+        data, expected, problem = xml[: (start + end) // 2], 20, "truncated XML: the file ends inside"
+    else:  # a second document appended to the first: its records cannot be told apart from junk
+        data, expected, problem = xml + xml, 30, "unexpected content after the end of the root element"
+    path = tmp_path / ("cut.xml" if cut in ("xml", "appended") else "cut.xml.gz")
+    path.write_bytes(data)
     got = []
     with pytest.raises(SourceFileError) as excinfo:
         for item in iter_medline(path):
             got.append(item)
-    assert [r.source_id.encode() for r in got] == _pmids_in(xml)[:7]
-    assert "bad-utf8.xml.gz" in str(excinfo.value)
+    assert 0 < expected and got == good[:expected]
+    assert problem in str(excinfo.value) and str(path) in str(excinfo.value)  # the full path
+    assert excinfo.value.items_read == expected
 
 
 @pytest.mark.parametrize("content", [b"", b"<PubmedArticleSet>", b"not xml at all"])

@@ -72,15 +72,15 @@ def test_version_names_are_sortable_and_checked(kpe_env: Path) -> None:
 
 
 def test_default_then_promoted_model_is_what_extraction_uses(con, kpe_env: Path) -> None:
-    default = current_extraction_model(con)
+    default = current_extraction_model(production_model(con))
     assert default == ExtractionModel(version=PACKAGED_VERSION, method="kpe", model_path=packaged_encoder_path())
     assert Path(default.model_path, "config.json").exists()
 
     version = _register(con, kpe_env, method="hybrid")
-    assert current_extraction_model(con) == default  # a candidate is not production
+    assert current_extraction_model(production_model(con)) == default  # a candidate is not production
 
     promote(con, version, reason="test")
-    model = current_extraction_model(con)
+    model = current_extraction_model(production_model(con))
     assert model == ExtractionModel(version=version, method="hybrid", model_path=str(model_dir(version)))
     assert model.version != default.version  # the version change is what makes nightly re-extract
 
@@ -93,7 +93,7 @@ def test_read_only_connection_reads_production(con, kpe_env: Path) -> None:
     con.close()
     ro = connect(get_settings().warehouse_path, read_only=True)
     try:
-        assert current_extraction_model(ro).version == version
+        assert current_extraction_model(production_model(ro)).version == version
     finally:
         ro.close()
 
@@ -103,7 +103,7 @@ def test_missing_production_dir_is_a_clear_error(con, kpe_env: Path) -> None:
     promote(con, version)
     model_dir(version).rmdir()
     with pytest.raises(FileNotFoundError, match="rollback"):
-        current_extraction_model(con)
+        current_extraction_model(production_model(con))
 
 
 def test_promote_retires_old_and_keeps_exactly_one_production(con, kpe_env: Path) -> None:
@@ -161,7 +161,7 @@ def test_rollback_walks_back_through_history(con, kpe_env: Path) -> None:
     assert bad.status == "rejected"
     assert bad.decision["events"][-1]["action"] == "rolled_back"
     assert bad.decision["events"][-1]["reason"] == "bad keyphrases"
-    assert current_extraction_model(con).version == b
+    assert current_extraction_model(production_model(con)).version == b
 
     assert rollback(con).version == a  # the rolled-back model is not restored again
     assert get_model(con, b).status == "rejected"
@@ -169,7 +169,7 @@ def test_rollback_walks_back_through_history(con, kpe_env: Path) -> None:
 
     assert rollback(con) is None  # nothing retired left: back to the packaged default
     assert _production_count(con) == 0
-    assert current_extraction_model(con).version == PACKAGED_VERSION
+    assert current_extraction_model(production_model(con)).version == PACKAGED_VERSION
 
 
 def test_decision_json_is_stored(con, kpe_env: Path) -> None:
@@ -201,7 +201,7 @@ def test_the_gate_sets_a_candidates_method_and_never_a_production_models(con, kp
     version = _register(con, kpe_env, method="tagger")
     assert set_method(con, version, "hybrid").method == "hybrid"
     promote(con, version)
-    assert current_extraction_model(con).method == "hybrid"
+    assert current_extraction_model(production_model(con)).method == "hybrid"
     with pytest.raises(RegistryError, match="only a candidate"):
         set_method(con, version, "tagger")
     assert get_model(con, version).method == "hybrid"

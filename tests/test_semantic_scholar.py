@@ -224,6 +224,38 @@ def test_truncated_gzip_yields_what_came_before_then_raises(tmp_path, papers_fil
     assert info.value.items_read == len(got) and "truncated or corrupt" in str(info.value)
 
 
+def test_gzip_missing_only_its_trailer_keeps_every_line(tmp_path, papers_file):
+    data = papers_file.read_bytes()
+    path = tmp_path / "papers-no-trailer.jsonl.gz"
+    path.write_bytes(data[:-4])  # gzip.open would drop the last block's lines with the EOFError
+    full = list(iter_s2_file(papers_file))
+    got = []
+    with pytest.raises(SourceFileError) as info:
+        for item in iter_s2_file(path):
+            got.append(item)
+    assert got == full and len(got) == 100 and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("corpusid, valid", [
+    (10**30, False), (2**63, False), ("12345678901234567890123", False), (0, False), (-5, False), ("12a", False),
+    (2**63 - 1, True), ("215416146", True),
+])
+def test_corpus_ids_are_validated(tmp_path, papers_file, corpusid, valid):
+    line = json.loads(gzip.open(papers_file).read().splitlines()[0])
+    line["corpusid"] = corpusid
+    path = _write_gz_lines(tmp_path / "papers-ids.jsonl.gz", [json.dumps(line).encode()])
+    (item,) = list(iter_s2_file(path))
+    if valid:
+        assert isinstance(item, SourceRecord) and item.source_id == str(int(corpusid))
+    else:
+        assert isinstance(item, BadRecord)
+        assert item.reason.startswith("papers record without a valid corpusid at line 1: ")
+        assert str(corpusid)[:20] in item.reason and "1..2^63-1" in item.reason
+    deletes = _write_gz_lines(tmp_path / "deletes.jsonl.gz", [json.dumps({"corpusid": corpusid}).encode()])
+    (deletion,) = list(iter_s2_delete_file(deletes))
+    assert isinstance(deletion, Deletion) == valid
+
+
 def test_truncated_abstracts_fail_before_any_paper(tmp_path, papers_file, abstracts_file):
     data = abstracts_file.read_bytes()
     path = tmp_path / "abstracts-truncated.jsonl.gz"

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from kpe.datasets import load_benchmark, load_jsonl
 from kpe.encoders import resolve_encoder
 from kpe.extract.methods import Keyphrase, build_extractor
-from kpe.train import TrainConfig, train
 from kpe.splits import split_of
-from kpe.train.data import load_benchmark, load_jsonl, load_lake_documents, silver_docs, split_docs
+from kpe.train import TrainConfig, train
+from kpe.train.data import load_lake_documents, silver_docs, split_docs
 
 FAST = {"max_length": 128, "stride": 32, "batch_size": 4, "eval_batch_size": 16, "log_with": "none",
         "max_val_docs": 4, "tune_hybrid": False, "num_threads": 1}
@@ -82,6 +83,15 @@ def warehouse_with_deletion(path: Path, docs: list, deleted: list) -> None:
     con.close()
 
 
+def warehouse_deleted(path: Path) -> set[str]:
+    """The doc_ids the warehouse marks deleted, read as the train tasks read them (warehouse API only)."""
+    from warehouse.db import connect
+    from warehouse.documents import deleted_doc_ids
+
+    with connect(path, read_only=True) as con:
+        return deleted_doc_ids(con)
+
+
 # --------------------------------------------------------------------------------------------- data
 
 def test_lake_keeps_latest_row_and_drops_deleted(tmp_path: Path, medline_documents: list):
@@ -97,7 +107,7 @@ def test_lake_keeps_latest_row_and_drops_deleted(tmp_path: Path, medline_documen
 
     gone = first[1]
     warehouse_with_deletion(tmp_path / "wh.duckdb", [revised, *first[1:], *later], [gone])
-    rows = load_lake_documents(lake, tmp_path / "wh.duckdb", cache_dir=tmp_path / "cache")
+    rows = load_lake_documents(lake, warehouse_deleted(tmp_path / "wh.duckdb"), cache_dir=tmp_path / "cache")
     assert gone.doc_id not in {r["doc_id"] for r in rows}
     assert len(rows) == len(by_id) - 1
 
@@ -166,7 +176,7 @@ def test_keybert_ft_and_hybrid_use_the_fine_tuned_encoder(kpe_env: Path, tmp_pat
                                                          tiny_encoder: Path):
     from sentence_transformers import SentenceTransformer
 
-    from kpe.train.predict import HYBRID_FILE, tune_hybrid_weight
+    from kpe.train.tagger import HYBRID_FILE, tune_hybrid_weight
 
     result = train(TrainConfig(kind="tagger", base=str(tiny_encoder), train_data=["inspec"], max_docs=8,
                                max_steps=1, output_dir=tmp_path / "run", shared_data_dir=shared_data, **FAST))

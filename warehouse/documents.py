@@ -50,6 +50,11 @@ def get_documents(con: duckdb.DuckDBPyConnection, doc_ids: Iterable[str]) -> dic
     return {row["doc_id"]: row for row in rows}
 
 
+def deleted_doc_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The ``doc_id`` of every document marked deleted (training leaves them out of the Parquet lake's data)."""
+    return {row[0] for row in con.execute("SELECT doc_id FROM documents WHERE deleted").fetchall()}
+
+
 def write_documents(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Replace (or insert) whole document rows and register their aliases; call inside a transaction."""
     if not rows:

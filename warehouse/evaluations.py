@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import duckdb
@@ -33,6 +33,22 @@ def insert_evaluation(
             [dataset, split, method, model_version, config_hash, n_docs, json.dumps(metrics), seconds, flow_run_id],
         ).fetchone()
     return int(row[0])
+
+
+def insert_result(con: duckdb.DuckDBPyConnection, result: Mapping[str, Any], flow_run_id: str | None = None) -> int:
+    """Store one evaluation harness result (``kpe.evaluate.harness``), its predictions left out; returns its id."""
+    return insert_evaluation(
+        con,
+        dataset=result["dataset"],
+        split=result.get("split", "unknown"),
+        method=result["method"],
+        model_version=result.get("model_version", "default"),
+        config_hash=result.get("config_hash", "default"),
+        n_docs=result["n_docs"],
+        metrics={key: value for key, value in result.items() if key != "predictions"},
+        seconds=result["seconds"],
+        flow_run_id=flow_run_id,
+    )
 
 
 def list_evaluations(

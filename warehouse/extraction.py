@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from kpe.extract.batches import DocumentResult, PendingDocument
-from warehouse.db import transaction
+from warehouse.db import connect, transaction
 from warehouse.rows import fetch_dicts
 
 _KEYPHRASE_COLUMNS = ("doc_id, rank, keyphrase, normalized, score, method, model_version, config_hash, run_id, "
@@ -19,37 +22,117 @@ _KEYPHRASE_COLUMNS = ("doc_id, rank, keyphrase, normalized, score, method, model
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, model_version: str, method: str, config_hash: str,
-              config: dict[str, Any], now: dt.datetime) -> None:
-    """Record a new extraction run (status ``running``)."""
+              config: dict[str, Any], now: dt.datetime, *, precision: str | None = None,
+              device: str | None = None) -> None:
+    """Record a new extraction run (status ``running``) with the precision and device it computes in."""
     con.execute(
-        "INSERT INTO extraction_runs (run_id, started_at, status, model_version, method, config_hash, config) "
-        "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-        [run_id, now, model_version, method, config_hash, json.dumps(config, sort_keys=True)],
+        "INSERT OR REPLACE INTO extraction_runs (run_id, started_at, status, model_version, method, config_hash, "
+        "config, precision, device) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+        [run_id, now, model_version, method, config_hash, json.dumps(config, sort_keys=True), precision, device],
     )
 
 
-_PENDING_WHERE = """
-    FROM documents d LEFT JOIN extraction_state s USING (doc_id)
+_CANDIDATES = """
+    FROM documents d
     WHERE NOT d.deleted AND (d.title IS NOT NULL OR d.abstract IS NOT NULL)
-      AND (s.doc_id IS NULL OR s.content_hash <> d.content_hash
-           OR s.model_version <> ? OR s.config_hash <> ?)
 """
+#: What makes a document pending, by phase: ``fresh`` (never extracted, or its text changed) goes first;
+#: ``stale`` (extracted from this text with another model version or config) is the budgeted backfill.
+#: (Written with EXISTS: DuckDB 2.0.1 drops the LIMIT of ``documents LEFT JOIN extraction_state ... WHERE
+#: s.doc_id IS NULL OR ...`` when extraction_state is empty.)
+_PHASES = {
+    "fresh": "NOT EXISTS (SELECT 1 FROM extraction_state s WHERE s.doc_id = d.doc_id "
+             "AND s.content_hash = d.content_hash)",
+    "stale": "EXISTS (SELECT 1 FROM extraction_state s WHERE s.doc_id = d.doc_id AND s.content_hash = d.content_hash "
+             "AND (s.model_version <> ? OR s.config_hash <> ?))",
+}
+PHASES = tuple(_PHASES)
+
+
+def _phase_params(phase: str, model_version: str, config_hash: str) -> list[Any]:
+    return [model_version, config_hash] if phase == "stale" else []
 
 
 def count_pending(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str) -> int:
     """How many documents are new, changed, or were extracted with another model version or config."""
-    return con.execute(f"SELECT count(*) {_PENDING_WHERE}", [model_version, config_hash]).fetchone()[0]
+    return sum(count_pending_by_phase(con, model_version, config_hash).values())
 
 
-def select_pending(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str,
-                   limit: int | None = None) -> list[PendingDocument]:
-    """Documents that need extraction, in a stable order (so an interrupted run resumes the same batches)."""
-    sql = f"SELECT d.doc_id, d.title, d.abstract, d.content_hash {_PENDING_WHERE} ORDER BY d.doc_id"
-    params: list[Any] = [model_version, config_hash]
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return [PendingDocument(*row) for row in con.execute(sql, params).fetchall()]
+def count_pending_by_phase(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str) -> dict[str, int]:
+    """Pending documents per phase: ``{"fresh": new or changed, "stale": another model version or config}``."""
+    row = con.execute(
+        f"SELECT count(*) FILTER (WHERE {_PHASES['fresh']}), count(*) FILTER (WHERE {_PHASES['stale']}) {_CANDIDATES}",
+        [model_version, config_hash],
+    ).fetchone()
+    return {"fresh": row[0], "stale": row[1]}
+
+
+def pending_ids(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str, *, phase: str,
+                after: str = "", limit: int = 10_000) -> list[str]:
+    """The next ``limit`` pending document ids of one phase after ``after`` (keyset pagination on ``doc_id``):
+    a page of ids, never the whole backlog."""
+    return [row[0] for row in con.execute(
+        f"SELECT d.doc_id {_CANDIDATES} AND {_PHASES[phase]} AND d.doc_id > ? ORDER BY d.doc_id LIMIT ?",
+        [*_phase_params(phase, model_version, config_hash), after, limit],
+    ).fetchall()]
+
+
+def fetch_pending(con: duckdb.DuckDBPyConnection, doc_ids: Sequence[str]) -> list[PendingDocument]:
+    """The text of these documents, in ``doc_ids`` order (deleted or emptied ones since the page was read are
+    left out). A literal IN list lets DuckDB look the ids up in the primary-key index."""
+    if not doc_ids:
+        return []
+    placeholders = ",".join("?" * len(doc_ids))
+    found = {row[0]: PendingDocument(*row) for row in con.execute(
+        f"SELECT doc_id, title, abstract, content_hash FROM documents WHERE doc_id IN ({placeholders}) "
+        "AND NOT deleted AND (title IS NOT NULL OR abstract IS NOT NULL)", list(doc_ids)).fetchall()}
+    return [found[doc_id] for doc_id in doc_ids if doc_id in found]
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """One batch of documents to extract and the phase it came from (``fresh`` or ``stale``)."""
+
+    phase: str
+    documents: list[PendingDocument]
+
+
+def iter_pending_batches(path: Path | str, model_version: str, config_hash: str, *, batch_size: int,
+                         limit: int | None = None, backfill_max_docs: int | None = None,
+                         backfill_seconds: float | None = None, page_size: int = 10_000) -> Iterator[PendingBatch]:
+    """Stream the pending documents in batches: every fresh document first (new or changed text), then stale ones
+    (another model or config) within the backfill budget. ``limit`` caps both together.
+
+    Memory holds one page of ids and one batch of text, whatever the backlog. Each page and batch is read on a
+    brief read-only connection, so the warehouse is free between them. The budget's clock starts when the first
+    stale batch is handed out; a batch already handed out is always finished.
+    """
+    handed = 0
+    for phase in PHASES:
+        cap = None if phase == "fresh" else backfill_max_docs
+        deadline = None if phase == "fresh" or backfill_seconds is None else time.monotonic() + backfill_seconds
+        after, in_phase = "", 0
+        while True:
+            rooms = [r for r in (None if limit is None else limit - handed, None if cap is None else cap - in_phase)
+                     if r is not None]
+            room = min(rooms) if rooms else page_size
+            if room <= 0:
+                break
+            with connect(path, read_only=True) as con:
+                ids = pending_ids(con, model_version, config_hash, phase=phase, after=after,
+                                  limit=min(page_size, room))
+            if not ids:
+                break
+            after = ids[-1]
+            for start in range(0, len(ids), batch_size):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                with connect(path, read_only=True) as con:
+                    documents = fetch_pending(con, ids[start:start + batch_size])
+                handed += len(documents)
+                in_phase += len(documents)
+                if documents:
+                    yield PendingBatch(phase, documents)
 
 
 def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: Sequence[DocumentResult], *,
@@ -88,7 +171,9 @@ def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: Sequence
                 [now, run_id, model_version],
             )
             con.execute("DELETE FROM keyphrases WHERE doc_id IN (SELECT doc_id FROM _new_state)")
-            con.execute(f"INSERT INTO keyphrases ({_KEYPHRASE_COLUMNS}) SELECT {_KEYPHRASE_COLUMNS} FROM _new_keyphrases")
+            con.execute(
+                f"INSERT INTO keyphrases ({_KEYPHRASE_COLUMNS}) SELECT {_KEYPHRASE_COLUMNS} FROM _new_keyphrases"
+            )
             con.execute(
                 "INSERT OR REPLACE INTO extraction_state "
                 "SELECT doc_id, content_hash, ?, ?, ?, n_keyphrases, ? FROM _new_state",
@@ -126,12 +211,13 @@ def mark_interrupted(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> int:
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, *, n_selected: int, seconds: float,
-               stage_seconds: dict[str, float], now: dt.datetime, error: str | None = None) -> dict[str, Any]:
+               stage_seconds: dict[str, float], now: dt.datetime, error: str | None = None,
+               n_backfill: int = 0) -> dict[str, Any]:
     """Close a run and return its row."""
     con.execute(
         "UPDATE extraction_runs SET status = ?, finished_at = ?, n_selected = ?, seconds = ?, stage_seconds = ?, "
-        "error = ? WHERE run_id = ?",
-        [status, now, n_selected, seconds, json.dumps(stage_seconds), error, run_id],
+        "error = ?, n_backfill = ? WHERE run_id = ?",
+        [status, now, n_selected, seconds, json.dumps(stage_seconds), error, n_backfill, run_id],
     )
     return fetch_dicts(con, "SELECT * FROM extraction_runs WHERE run_id = ?", [run_id])[0]
 
@@ -154,3 +240,15 @@ def document_keyphrases(con: duckdb.DuckDBPyConnection, doc_id: str) -> list[dic
         "FROM document_keyphrases WHERE doc_id = ? ORDER BY rank",
         [doc_id],
     )
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The most recently started extraction run, or ``None``."""
+    rows = fetch_dicts(con, "SELECT * FROM extraction_runs ORDER BY started_at DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def some_keyphrases(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[tuple[str, str, float]]:
+    """A few stored ``(keyphrase, normalized, score)`` rows (benchmarks reuse real phrases)."""
+    return [tuple(row) for row in con.execute(
+        "SELECT keyphrase, normalized, score FROM keyphrases ORDER BY doc_id, rank LIMIT ?", [limit]).fetchall()]

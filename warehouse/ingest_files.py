@@ -72,3 +72,16 @@ def add_shard(con: duckdb.DuckDBPyConnection, file_id: int, shard: ShardInfo, no
 def list_files(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Every watermark row, oldest first."""
     return fetch_dicts(con, "SELECT * FROM ingest_files ORDER BY file_id")
+
+
+def shard_ownership(con: duckdb.DuckDBPyConnection) -> tuple[set[str], list[tuple[str, str]]]:
+    """What the lake sweep needs: every listed shard path, and ``(name, sha256)`` of every known input file."""
+    listed = {row[0] for row in con.execute("SELECT path FROM shards").fetchall()}
+    files = [(row[0], row[1]) for row in con.execute("SELECT name, sha256 FROM ingest_files").fetchall()]
+    return listed, files
+
+
+def shard_totals(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """How many shards the lake holds and their bytes."""
+    count, size = con.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM shards").fetchone()
+    return count, size

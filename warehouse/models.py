@@ -11,7 +11,8 @@ walks further back in history instead of bouncing between the same two models; w
 it leaves no production model, which means the packaged default encoder (see ``kpe.registry``).
 
 Every status change is appended to ``decision["events"]`` (action, status, time, reason), so the gate's
-numbers and everything a person did afterwards stay on the model's row.
+numbers and everything a person did afterwards stay on the model's row. What the gate decides about a candidate
+(its method, numbers, decision and new status) is one call, :func:`record_gate_decision`, one transaction.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def _loads(value: Any) -> Any:
 
 
 def _record(row: tuple) -> ModelRecord:
-    (version, path, base_model, kind, method, data, settings, metrics, decision, status, created, promoted, retired) = row
+    (
+        version, path, base_model, kind, method, data, settings, metrics, decision, status, created, promoted, retired,
+    ) = row
     return ModelRecord(
         version=version,
         path=path,
@@ -173,26 +176,35 @@ def record_evaluation(
 ) -> ModelRecord:
     """Store gate metrics and/or the gate decision on a model (keys of ``decision`` are merged, events kept)."""
     with transaction(con):
-        record = _require(con, version)
-        merged = dict(record.decision or {})
-        for key, value in (decision or {}).items():
-            if key != "events":
-                merged[key] = value
-        con.execute(
-            "UPDATE models SET metrics = ?, decision = ? WHERE version = ?",
-            [_dumps(metrics if metrics is not None else record.metrics), _dumps(merged), version],
-        )
+        _record_evaluation(con, version, metrics, decision)
     return _require(con, version)
+
+
+def _record_evaluation(con: duckdb.DuckDBPyConnection, version: str, metrics: dict[str, Any] | None,
+                       decision: dict[str, Any] | None) -> None:
+    record = _require(con, version)
+    merged = dict(record.decision or {})
+    for key, value in (decision or {}).items():
+        if key != "events":
+            merged[key] = value
+    con.execute(
+        "UPDATE models SET metrics = ?, decision = ? WHERE version = ?",
+        [_dumps(metrics if metrics is not None else record.metrics), _dumps(merged), version],
+    )
 
 
 def set_method(con: duckdb.DuckDBPyConnection, version: str, method: str) -> ModelRecord:
     """Record the extraction method the gate chose for a ``candidate`` (the method production would run)."""
     with transaction(con):
-        record = _require(con, version)
-        if record.status != "candidate":
-            raise RegistryError(f"{version} is {record.status}: only a candidate's method can change")
-        con.execute("UPDATE models SET method = ? WHERE version = ?", [method, version])
+        _set_method(con, version, method)
     return _require(con, version)
+
+
+def _set_method(con: duckdb.DuckDBPyConnection, version: str, method: str) -> None:
+    record = _require(con, version)
+    if record.status != "candidate":
+        raise RegistryError(f"{version} is {record.status}: only a candidate's method can change")
+    con.execute("UPDATE models SET method = ? WHERE version = ?", [method, version])
 
 
 def set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, *, reason: str = "") -> ModelRecord:
@@ -205,14 +217,18 @@ def set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, *, rea
     if status == "production":
         raise RegistryError("use promote() to make a model production (it retires the old one)")
     with transaction(con):
-        record = _require(con, version)
-        now = _now()
-        retired_at = now if status == "retired" and record.status == "production" else record.retired_at
-        con.execute(
-            "UPDATE models SET status = ?, retired_at = ?, decision = ? WHERE version = ?",
-            [status, retired_at, _dumps(_with_event(record.decision, _event("status", status, now, reason))), version],
-        )
+        _set_status(con, version, status, reason)
     return _require(con, version)
+
+
+def _set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, reason: str) -> None:
+    record = _require(con, version)
+    now = _now()
+    retired_at = now if status == "retired" and record.status == "production" else record.retired_at
+    con.execute(
+        "UPDATE models SET status = ?, retired_at = ?, decision = ? WHERE version = ?",
+        [status, retired_at, _dumps(_with_event(record.decision, _event("status", status, now, reason))), version],
+    )
 
 
 def promote(
@@ -233,28 +249,86 @@ def promote(
     ``RegistryError`` says so.
     """
     with transaction(con):
-        record = _require(con, version)
-        if record.status == "production":
-            raise RegistryError(f"{version} is already the production model")
-        if record.status == "rejected" and not allow_rejected:
-            raise RegistryError(f"{version} was rejected; promote it anyway with force (allow_rejected=True)")
-        now = _now()
-        old = production_model(con)
-        if replaces is not ANY and (old.version if old else None) != replaces:
-            raise RegistryError(
-                f"production changed while {version} was evaluated: expected {replaces or 'none'}, "
-                f"found {old.version if old else 'none'}; not promoting"
-            )
-        if old is not None:
-            con.execute(
-                "UPDATE models SET status = 'retired', retired_at = ?, decision = ? WHERE version = ?",
-                [now, _dumps(_with_event(old.decision, _event("retired", "retired", now, f"replaced by {version}"))), old.version],
-            )
+        _promote(con, version, reason=reason, allow_rejected=allow_rejected, action=action, replaces=replaces)
+    return _require(con, version)
+
+
+def _production_changed(con: duckdb.DuckDBPyConnection, version: str, replaces: str | None | object) -> str | None:
+    """Why ``version`` may not replace production (it is no longer ``replaces``), or ``None``."""
+    old = production_model(con)
+    if replaces is ANY or (old.version if old else None) == replaces:
+        return None
+    return (f"production changed while {version} was evaluated: expected {replaces or 'none'}, "
+            f"found {old.version if old else 'none'}; not promoting")
+
+
+def _promote(con: duckdb.DuckDBPyConnection, version: str, *, reason: str, allow_rejected: bool, action: str,
+             replaces: str | None | object) -> None:
+    record = _require(con, version)
+    if record.status == "production":
+        raise RegistryError(f"{version} is already the production model")
+    if record.status == "rejected" and not allow_rejected:
+        raise RegistryError(f"{version} was rejected; promote it anyway with force (allow_rejected=True)")
+    changed = _production_changed(con, version, replaces)
+    if changed:
+        raise RegistryError(changed)
+    now = _now()
+    old = production_model(con)
+    if old is not None:
         con.execute(
-            "UPDATE models SET status = 'production', promoted_at = ?, retired_at = NULL, decision = ? WHERE version = ?",
-            [now, _dumps(_with_event(record.decision, _event(action, "production", now, reason))), version],
+            "UPDATE models SET status = 'retired', retired_at = ?, decision = ? WHERE version = ?",
+            [
+                now,
+                _dumps(_with_event(old.decision, _event("retired", "retired", now, f"replaced by {version}"))),
+                old.version,
+            ],
         )
-        _check_one_production(con)
+    con.execute(
+        "UPDATE models SET status = 'production', promoted_at = ?, retired_at = NULL, decision = ? WHERE version = ?",
+        [now, _dumps(_with_event(record.decision, _event(action, "production", now, reason))), version],
+    )
+    _check_one_production(con)
+
+
+GATE_ACTIONS = ("promote", "reject", "keep")
+
+
+def record_gate_decision(
+    con: duckdb.DuckDBPyConnection,
+    version: str,
+    *,
+    action: str,
+    reason: str,
+    decision: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    method: str | None = None,
+    replaces: str | None | object = ANY,
+) -> ModelRecord:
+    """Everything the gate decided about a candidate, in one transaction: its extraction ``method`` (when given),
+    ``metrics`` (merged into the row's), the ``decision`` (keys merged, events kept), and its new status.
+
+    ``action`` is ``"promote"`` (conditional on ``replaces``, see :func:`promote`: when production changed
+    meanwhile the candidate stays a candidate and ``decision["not_promoted"]`` says why), ``"reject"`` or
+    ``"keep"`` (stays a candidate; ``reason`` recorded). A model that is no longer a candidate (a retried
+    step) is left as it is. Returns the row afterwards.
+    """
+    if action not in GATE_ACTIONS:
+        raise RegistryError(f"unknown gate action {action!r}; known: {', '.join(GATE_ACTIONS)}")
+    with transaction(con):
+        record = _require(con, version)
+        if record.status == "candidate":
+            if method is not None and method != record.method:
+                _set_method(con, version, method)
+            changed = _production_changed(con, version, replaces) if action == "promote" else None
+            if changed:
+                decision = {**decision, "not_promoted": changed}
+                action, reason = "keep", changed
+            merged_metrics = {**(record.metrics or {}), **metrics} if metrics is not None else None
+            _record_evaluation(con, version, merged_metrics, decision)
+            if action == "promote":
+                _promote(con, version, reason=reason, allow_rejected=False, action="promoted_by_gate", replaces=ANY)
+            else:
+                _set_status(con, version, "rejected" if action == "reject" else "candidate", reason)
     return _require(con, version)
 
 
@@ -292,7 +366,13 @@ def rollback(con: duckdb.DuckDBPyConnection, *, reason: str = "") -> ModelRecord
             con.execute(
                 "UPDATE models SET status = 'production', promoted_at = ?, retired_at = NULL, decision = ? "
                 "WHERE version = ?",
-                [now, _dumps(_with_event(previous.decision, _event("restored", "production", now, f"rollback of {current.version}"))), previous.version],
+                [
+                    now,
+                    _dumps(_with_event(
+                        previous.decision, _event("restored", "production", now, f"rollback of {current.version}")
+                    )),
+                    previous.version,
+                ],
             )
         _check_one_production(con)
     return _require(con, previous.version) if previous is not None else None

@@ -12,9 +12,3 @@ def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | No
     cursor = con.execute(sql, params or [])
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    """The first column of the first row, or ``None``."""
-    row = con.execute(sql, params or []).fetchone()
-    return None if row is None else row[0]

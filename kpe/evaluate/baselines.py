@@ -169,7 +169,10 @@ class FirstPhrasesExtractor:
     def extract(self, docs: list[str]) -> list[list[Keyphrase]]:
         """The first phrases per document."""
         return [
-            [Keyphrase(phrase, 1.0 / rank) for rank, (phrase, _) in enumerate(distinct_candidates(doc or "")[: self.top_n], 1)]
+            [
+                Keyphrase(phrase, 1.0 / rank)
+                for rank, (phrase, _) in enumerate(distinct_candidates(doc or "")[: self.top_n], 1)
+            ]
             for doc in docs
         ]
 

@@ -1,4 +1,11 @@
-"""The promotion gate: a pure decision rule over evaluation metrics (no I/O, no model loading).
+"""The promotion gate: which sets, how both sides are measured, the decision rule, and what it does.
+
+The policy, top to bottom: the gate sets (:func:`gate_set_names`: Inspec dev, SemEval-2017 dev and, when the
+warehouse holds documents, the PubMed silver dev split); both sides evaluated with the harness on the same sets
+(:func:`evaluate_on_gate_sets`), the candidate with every extraction method its kind offers when no method is
+named (:func:`choose_method`); the pure decision rule (:func:`decide`); what the decision does to the candidate
+(:func:`gate_action`) and the record stored with it (:func:`decision_record`, :func:`gate_metrics`). The tasks
+read the sets and write the registry (``warehouse.models.record_gate_decision``); nothing here does I/O.
 
 A candidate model replaces production only when it is measurably better on average and not clearly worse
 anywhere::
@@ -16,13 +23,19 @@ metric (each set counts once, whatever its size).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from statistics import fmean
 from typing import Any
+
+from kpe.datasets import GoldDocument, silver_name
 
 DEFAULT_PRIMARY = "f1@5"
 DEFAULT_MARGIN = 0.005
 DEFAULT_TOLERANCE = 0.01
+DEFAULT_GATE_LIMIT = 200  # documents per gate set
+#: Dev sets every candidate is compared on; the PubMed silver dev split joins when the warehouse has documents.
+GATE_BENCHMARKS: tuple[str, ...] = ("inspec_dev", "semeval2017_dev")
 _EPS = 1e-12  # float slack so that a delta of exactly `margin` counts as reaching it
 
 
@@ -129,3 +142,100 @@ def decide(
         per_set=per_set,
         regressions=regressions,
     )
+
+
+# --- the sets and the measurements -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateSet:
+    """One evaluation set of the gate."""
+
+    name: str
+    split: str
+    docs: list[GoldDocument]
+
+
+def gate_set_names(include_silver: bool) -> list[str]:
+    """Inspec dev and SemEval-2017 dev, plus the PubMed silver dev split when the warehouse has documents."""
+    return [*GATE_BENCHMARKS, *([silver_name("dev")] if include_silver else [])]
+
+
+def gate_sets(loaded: Iterable[tuple[str, str, list[GoldDocument]]]) -> dict[str, GateSet]:
+    """The gate sets from loaded ``(dataset, split, documents)``; a set with no document (silver dev on a small
+    warehouse) is left out, so both sides are always compared on the same, non-empty sets."""
+    loaded = list(loaded)
+    sets = {dataset: GateSet(dataset, split, docs) for dataset, split, docs in loaded if docs}
+    if not sets:
+        raise ValueError(f"no gate set has documents: {[dataset for dataset, _, _ in loaded]}")
+    return sets
+
+
+def evaluate_on_gate_sets(model: Any, sets: Mapping[str, GateSet], config: Any = None) -> dict[str, dict]:
+    """Harness metrics (no predictions) of one model (a ``kpe.registry.ExtractionModel``) on every gate set."""
+    from kpe.evaluate.harness import evaluate_method, metrics_only
+
+    out: dict[str, dict] = {}
+    for name, gate_set in sets.items():
+        result = evaluate_method(model.method, gate_set.docs, model_path=model.model_path, config=config,
+                                 dataset=name, split=gate_set.split, progress=False)
+        result = metrics_only(result)
+        result["model_version"] = model.version
+        out[name] = result
+    return out
+
+
+def choose_method(kind: str, model: Any, sets: Mapping[str, GateSet], methods: Sequence[str] | None = None
+                  ) -> tuple[str, dict[str, float], dict[str, dict[str, dict]]]:
+    """Evaluate a candidate with every extraction method its kind offers (``kpe.train.kinds``); the best mean
+    primary metric over the gate sets wins (a tie goes to the method the kind lists first). Returns the method,
+    every method's mean and every method's results."""
+    from kpe.train.kinds import get_kind
+
+    results = {m: evaluate_on_gate_sets(replace(model, method=m), sets) for m in methods or get_kind(kind).methods}
+    means = {m: fmean(primary_metric(r) for r in res.values()) for m, res in results.items()}
+    return max(means, key=means.__getitem__), means, results
+
+
+# --- what the decision does, and what is stored ------------------------------------------------------------
+
+
+def gate_action(decision: GateDecision, auto_promote: bool) -> tuple[str, str]:
+    """``(action, reason)`` for the registry (``warehouse.models.record_gate_decision``): ``promote`` when the
+    gate says so and promotion is on, ``keep`` (a candidate) when it is off, else ``reject``."""
+    if not decision.promote:
+        return "reject", decision.reason
+    if not auto_promote:
+        return "keep", "gate passed; not promoted (auto_promote off)"
+    return "promote", decision.reason
+
+
+def decision_record(
+    version: str, decision: GateDecision, candidate: Mapping[str, Mapping[str, Any]], production_model: Any, *,
+    auto_promote: bool, flow_run_id: str | None = None, extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What is stored as the candidate's ``decision`` (and published): the decision with every number, both
+    sides, the set sizes, and ``extra`` (``training``, ``method_choice``)."""
+    return {
+        **decision.to_dict(),
+        "candidate_version": version,
+        "production_version": production_model.version,
+        "production_method": production_model.method,
+        "production_model_path": production_model.model_path,
+        "sets": {name: result["n_docs"] for name, result in candidate.items()},
+        "auto_promote": auto_promote,
+        "flow_run_id": flow_run_id,
+        **(extra or {}),
+    }
+
+
+def _headline(result: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("n_docs", "n_docs_scored", "seconds", "load_seconds", "model_version", "method")
+    return {**{k: result.get(k) for k in keys}, "macro": result["macro"], "micro": result["micro"]}
+
+
+def gate_metrics(candidate: Mapping[str, Mapping[str, Any]], production: Mapping[str, Mapping[str, Any]]
+                 ) -> dict[str, Any]:
+    """The gate's numbers stored in the candidate's ``metrics`` (``{"gate": {"candidate", "production"}}``)."""
+    return {"gate": {"candidate": {k: _headline(v) for k, v in candidate.items()},
+                     "production": {k: _headline(v) for k, v in production.items()}}}

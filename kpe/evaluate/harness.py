@@ -2,7 +2,7 @@
 
 Usage::
 
-    from kpe.evaluate.benchmarks import load_jsonl
+    from kpe.datasets import load_jsonl
     docs = load_jsonl("../shared/data/keyphrase/inspec_dev.jsonl")
     result = evaluate_method("yake", docs, dataset="inspec_dev", split="dev")
     result["micro"]["all"]["f1@5"], result["macro"]["present"]["f1@10"]
@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from kpe.evaluate.benchmarks import GoldDocument
+from kpe.datasets import GoldDocument
 from kpe.evaluate.metrics import KS, aggregate, match_document
 from kpe.extract.methods import Extractor, build_extractor
 
@@ -79,7 +79,8 @@ def evaluate_extractor(
     Returns ``{"method", "dataset", "split", "n_docs", "n_pred", "n_gold", "n_docs_scored", "macro",
     "micro", "macro_mink", "micro_mink", "seconds", "cpu_seconds", "docs_per_second", "predictions"}``
     where ``predictions`` is ``[{"id", "keyphrases": [...]}]`` in document order and ``seconds`` the
-    wall-clock extraction time (``fit_corpus`` included; ``cpu_seconds``: CPU time of this process). ``progress=None`` shows a bar only on a terminal.
+    wall-clock extraction time (``fit_corpus`` included; ``cpu_seconds``: CPU time of this process).
+    ``progress=None`` shows a bar only on a terminal.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -93,7 +94,9 @@ def evaluate_extractor(
     fit_corpus = getattr(extractor, "fit_corpus", None)
     if callable(fit_corpus):
         fit_corpus(texts)
-    with tqdm(total=len(docs), desc=f"{name} on {dataset}", unit="doc", disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(docs), desc=f"{name} on {dataset}", unit="doc", disable=None if progress is None else not progress
+    ) as bar:
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
             ranked = extractor.extract(batch)

@@ -3,9 +3,9 @@
 The protocol (the same one as the keyphrase generation literature: Meng et al. 2017, Chan et al. 2019,
 One2Set; micro averaging as SIFRank / PromptRank):
 
-* Matching: a phrase becomes its *key*: hyphens become spaces (the KP20K tokenisation splits on
-  hyphens), then lowercase tokens, each Porter-stemmed (``kpe.phrases.stem_tokens``). A prediction is
-  correct when its key equals a gold key exactly.
+* Matching: a phrase becomes its *key* (``kpe.phrases.phrase_key``): hyphens become spaces (the KP20K
+  tokenisation splits on hyphens), then lowercase tokens, each Porter-stemmed. A prediction is correct when
+  its key equals a gold key exactly.
 * Predictions are deduplicated by key (the first occurrence, the best rank, is kept); predictions with
   an empty key are dropped. Gold is deduplicated by key too, and empty gold entries are dropped.
 * Gold sets: ``all`` (every gold keyphrase) and ``present`` (gold whose key occurs contiguously in the
@@ -25,17 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from kpe.phrases import stem_tokens
+from kpe.phrases import PhraseKey, phrase_key
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 GOLD_SETS: tuple[str, ...] = ("all", "present")
 
-PhraseKey = tuple[str, ...]
-
-
-def phrase_key(phrase: str) -> PhraseKey:
-    """The matching key of a phrase or text: hyphens split, lowercase, Porter-stemmed tokens."""
-    return stem_tokens(phrase.replace("-", " "))
+__all__ = ["KS", "GOLD_SETS", "PhraseKey", "phrase_key", "unique_keys", "occurs_in", "DocumentMatch",
+           "match_document", "prf", "aggregate", "evaluate_predictions"]
 
 
 def unique_keys(phrases: Iterable[str]) -> list[PhraseKey]:

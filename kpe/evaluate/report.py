@@ -1,10 +1,12 @@
-"""Reports of evaluation results: flat table rows, a rich table, F1@k curves (PNG) and a markdown page."""
+"""Reports of evaluation results: flat table rows, a rich table, F1@k curves (PNG), a markdown page, and the
+train gate's decision page."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -103,7 +105,52 @@ def markdown_report(results: Sequence[dict], png_path: Path | str | None = None,
     if png_path is not None:
         png_path = Path(png_path)
         data = base64.b64encode(png_path.read_bytes()).decode("ascii")
-        lines += ["", f"![F1@k per method and dataset](data:image/png;base64,{data})", "", f"Figure file: `{png_path.resolve()}`"]
+        lines += [
+            "",
+            f"![F1@k per method and dataset](data:image/png;base64,{data})",
+            "",
+            f"Figure file: `{png_path.resolve()}`",
+        ]
     if failures:
         lines += ["", "## Failed", ""] + [f"- {failure}" for failure in failures]
+    return "\n".join(lines) + "\n"
+
+
+def gate_markdown(result: Mapping[str, Any], candidate: Mapping[str, dict], production: Mapping[str, dict]) -> str:
+    """The train gate's artifact: per-set metrics of both sides, deltas, the decision and its reason
+    (``result``: ``{"version", "status", "decision"}`` of the gate step)."""
+    d = result["decision"]
+    lines = [
+        f"# Train gate: `{result['version']}` -> **{result['status']}**",
+        "",
+        f"Candidate `{d['candidate_version']}` against production `{d['production_version']}` "
+        f"(method `{d['production_method']}`); primary metric macro {d['primary']} over present gold.",
+        "",
+        "| set | docs | candidate F1@5 | production F1@5 | delta | candidate F1@10 | production F1@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, cmp in d["per_set"].items():
+        c10 = candidate[name]["macro"]["present"].get("f1@10", float("nan"))
+        p10 = production[name]["macro"]["present"].get("f1@10", float("nan"))
+        lines.append(f"| {name} | {candidate[name]['n_docs']} | {cmp['candidate']:.4f} | {cmp['production']:.4f} | "
+                     f"{cmp['delta']:+.4f} | {c10:.4f} | {p10:.4f} |")
+    lines += [
+        f"| **mean** | | **{d['primary_candidate']:.4f}** | **{d['primary_production']:.4f}** | "
+        f"**{d['delta']:+.4f}** | | |",
+        "",
+        f"- margin {d['margin']:.4f}, tolerance {d['tolerance']:.4f}, "
+        f"regressions: {', '.join(d['regressions']) or 'none'}",
+        f"- decision: **{'promote' if d['promote'] else 'reject'}**; final status **{result['status']}**",
+        f"- reason: {d['reason']}",
+    ]
+    if d.get("not_promoted"):
+        lines.append(f"- not promoted: {d['not_promoted']}")
+    if d.get("method_choice"):
+        choice = d["method_choice"]
+        scores = ", ".join(f"`{m}` {v:.4f}" for m, v in choice["mean_f1@5_present"].items())
+        lines.append(f"- method chosen on the gate sets: **{choice['chosen']}** (mean F1@5: {scores})")
+    if d.get("training"):
+        t = d["training"]
+        lines.append(f"- training: {t.get('steps')} steps, {t.get('seconds', 0):.0f} s, data {t.get('docs')}, "
+                     f"validation {t.get('validation')}")
     return "\n".join(lines) + "\n"

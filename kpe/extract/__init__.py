@@ -19,6 +19,7 @@ _LAZY = {
     "PhraseCandidates": "kpe.extract.candidates",
     "KeyBERTCandidates": "kpe.extract.candidates",
     "SentenceEncoder": "kpe.extract.encoder",
+    "resolved_precision": "kpe.extract.encoder",
     "EmbeddingCache": "kpe.extract.embedding_cache",
     "KeyBERTRanker": "kpe.extract.engine",
     "KeyphraseEngine": "kpe.extract.engine",

@@ -23,7 +23,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 #: Version of the extraction algorithm itself (candidate rules, stop words, pooling): part of ``config_hash``, bumped
 #: whenever code changes what the same settings extract.
-ENGINE_VERSION = "kpe-extract-1"
+#: kpe-extract-2: a text's vectors no longer depend on its batch (one canonical padded length per text, row-wise int8),
+#: exact score ties broken by phrase text, ``max_text_chars``.
+ENGINE_VERSION = "kpe-extract-2"
 
 #: Settings that do not change the extracted phrases (left out of ``config_hash``).
 RUNTIME_FIELDS: frozenset[str] = frozenset({"batch_tokens", "use_cache", "threads", "device", "cache_memory_items"})
@@ -68,9 +70,18 @@ class ExtractionConfig(BaseModel):
     precision: Precision = Field(
         "auto", description="auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX) or on CUDA, else fp32"
     )
+    max_text_chars: int | None = Field(
+        100_000, ge=1000,
+        description="Only the first this many characters of a document are read (cut back to a word boundary): "
+        "candidates, document pass and first pass alike, so a pathological 5 MB 'abstract' costs as much as a "
+        "100 kB one (a few seconds). The longest texts of the keyphrase benchmarks (NUS full papers, at most 75 kB) "
+        "are read whole; None: no limit",
+    )
     # --- runtime only: not part of config_hash ---
     batch_tokens: int | None = Field(
-        None, ge=64, description="Padded tokens per encoder batch (length-sorted); None: 2048 on CPU (fits the "
+        None,
+        ge=64,
+        description="Padded tokens per encoder batch (texts of one canonical length); None: 2048 on CPU (fits the "
         "caches: measured fastest), 65536 on CUDA"
     )
     use_cache: bool = Field(True, description="Persistent candidate-embedding cache under settings.cache_dir")

@@ -1,8 +1,10 @@
 """A persistent cache of candidate-phrase embeddings, shared across runs, with an in-memory LRU in front.
 
-One SQLite file per model fingerprint and precision (``<cache_dir>/embeddings/<fingerprint>-<precision>/
-phrases.sqlite``): a key is the phrase text exactly as it is encoded (lower-cased when the tokenizer ignores
-case), a value the float32 embedding bytes, so a hit returns the identical vector. SQLite in WAL mode lets
+One SQLite file per model fingerprint, precision and encoding scheme (``<cache_dir>/embeddings/<fingerprint>-
+<precision>-<encoding>/phrases.sqlite``, encoding = ``kpe.extract.encoder.ENCODING_VERSION``): a key is the
+phrase text exactly as it is encoded (lower-cased when the tokenizer ignores case), a value the float32 embedding
+bytes, so a hit returns the identical vector, and, since the encoder computes a text's vector independently of
+its batch, the very vector a fresh encoding would give, whichever run computed it. SQLite in WAL mode lets
 several runs read while one writes; a run that cannot get the write lock within ``busy_timeout_s`` skips
 storing that batch (a cache is an optimisation: it never fails an extraction). Usage::
 
@@ -51,7 +53,9 @@ class CacheStats:
 class EmbeddingCache:
     """Phrase -> embedding on disk (SQLite, WAL) with an LRU of ``memory_items`` entries in memory."""
 
-    def __init__(self, directory: Path, dimension: int, memory_items: int = 200_000, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, directory: Path, dimension: int, memory_items: int = 200_000, busy_timeout_s: float = 10.0
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "phrases.sqlite"
@@ -67,7 +71,8 @@ class EmbeddingCache:
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.execute("PRAGMA journal_size_limit=67108864")
         self._con.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, phrase TEXT NOT NULL UNIQUE, vector BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS vectors "
+            "(id INTEGER PRIMARY KEY, phrase TEXT NOT NULL UNIQUE, vector BLOB NOT NULL)"
         )
         self._con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = self._con.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
@@ -76,16 +81,23 @@ class EmbeddingCache:
         elif int(row[0]) != dimension:
             raise ValueError(f"embedding cache {self.path} holds {row[0]}-d vectors, the encoder makes {dimension}-d")
 
+    @staticmethod
+    def directory_for(cache_dir: Path, fingerprint: str, precision: str, encoding: str = "") -> Path:
+        """``cache_dir/embeddings/<fingerprint>-<precision>[-<encoding>]``: one cache per way of computing a vector."""
+        return Path(cache_dir) / "embeddings" / "-".join(p for p in (fingerprint, precision, encoding) if p)
+
     @classmethod
     def for_model(
-        cls, cache_dir: Path, fingerprint: str, precision: str, dimension: int, memory_items: int = 200_000, **info: str
+        cls, cache_dir: Path, fingerprint: str, precision: str, dimension: int, memory_items: int = 200_000,
+        encoding: str = "", **info: str,
     ) -> EmbeddingCache:
-        """The cache of one model (fingerprint) at one precision under ``cache_dir/embeddings/``."""
-        directory = Path(cache_dir) / "embeddings" / f"{fingerprint}-{precision}"
+        """The cache of one model (fingerprint) at one precision and encoding scheme under ``cache_dir/embeddings/``."""
+        directory = cls.directory_for(cache_dir, fingerprint, precision, encoding)
         cache = cls(directory, dimension, memory_items)
         info_file = directory / "model.json"
         if not info_file.exists():
-            info_file.write_text(json.dumps({"fingerprint": fingerprint, "precision": precision, "dimension": dimension, **info}))
+            info_file.write_text(json.dumps({"fingerprint": fingerprint, "precision": precision, "encoding": encoding,
+                                             "dimension": dimension, **info}))
         return cache
 
     def __len__(self) -> int:
@@ -116,7 +128,8 @@ class EmbeddingCache:
             for start in range(0, len(wanted), _SQL_VARS):
                 chunk = wanted[start : start + _SQL_VARS]
                 marks = ",".join("?" * len(chunk))
-                for key, blob in self._con.execute(f"SELECT phrase, vector FROM vectors WHERE phrase IN ({marks})", chunk):
+                query = f"SELECT phrase, vector FROM vectors WHERE phrase IN ({marks})"
+                for key, blob in self._con.execute(query, chunk):
                     vec = np.frombuffer(blob, dtype=np.float32)
                     found[key] = vec
                     self._remember(key, vec)

@@ -1,10 +1,24 @@
 """The sentence encoder behind extraction: any local sentence-transformers or plain Hugging Face model directory.
 
 ``SentenceEncoder`` loads the model with ``SentenceTransformer(path, device=...)`` (a plain BERT directory
-gets mean pooling), tokenizes once, sorts texts by token length and runs batches bounded by a padded-token
-budget, so a batch of 4-token phrases is padded to ~6 positions, not to 256. It returns the model's own
-sentence embeddings (its pooling and normalisation), and for documents optionally the last-layer token
-vectors with their character offsets (for contextual candidate scores).
+gets mean pooling), tokenizes once, pads every text to its *canonical length* (``canonical_length``: its own
+length up to 15 word pieces, above that rounded up by at most an eighth) and runs texts of one canonical length
+together in batches of at most ``batch_tokens`` tokens. It returns the model's own sentence embeddings (its
+pooling and normalisation), and for documents optionally the last-layer token vectors with their character
+offsets (for contextual candidate scores).
+
+**A text's vector does not depend on its batch** (``ENCODING_VERSION``): every text is encoded at one
+canonical shape, a function of its own length only, so which texts share its forward pass changes nothing.
+(Padding each batch to its longest text, as before, computed the same text at another width, and the kernels'
+reductions, in bf16 above all, round differently: scores moved by up to 0.05.)
+Measured on an AVX512-BF16 CPU (torch 2.13, MKL): a text's vector is
+bitwise the same alone or among 6-299 other texts, at any row, with 1 or 2 torch threads, in fp32, bf16 and
+int8, once a forward pass has at least ``MIN_FORWARD_TOKENS`` token rows (smaller batches are filled up with
+copies). int8 quantises activations per row (per token, ``rowwise_int8``), not per tensor: a per-tensor dynamic
+scale is the largest activation of the whole batch, which coupled every document to its neighbours. So
+extraction results, and the embedding cache's vectors, are a function of the text, the model and the config
+(and the machine's kernels: tests/test_extract.py checks the invariance on whichever CPU runs it). On CUDA the
+library may pick kernels by batch size: there the invariance holds only up to float noise.
 
 Documents longer than the encoder's limit (``max_seq_length``: 256 word pieces for all-MiniLM-L6-v2, i.e. 254
 of text plus [CLS]/[SEP]) are cut into consecutive windows of that size; the document embedding is the first
@@ -12,8 +26,10 @@ window's (what plain KeyBERT / sentence-transformers see: the text is truncated)
 the token-count-weighted mean of all windows' embeddings.
 
 Precision: ``fp32``; ``bf16`` (autocast; fast only on CPUs with AVX512-BF16/AMX, and on CUDA); ``fp16``
-(CUDA); ``int8`` (dynamic int8 quantisation of the Linear layers, CPU); ``auto`` picks bf16 on CUDA or a
-bf16-capable CPU, fp32 otherwise.
+(CUDA); ``int8`` (the Linear layers in int8: weights per output channel, activations per token, exact int32
+accumulation; CPU); ``auto`` picks bf16 on CUDA or a bf16-capable CPU, fp32 otherwise.
+``resolved_precision(config)`` says which one a config gets on this machine; ``settings.native_bf16``
+(``KPE_NATIVE_BF16=yes|no``) overrides the CPU detection, to run everything as the other kind of machine does.
 """
 
 from __future__ import annotations
@@ -21,15 +37,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kpe.encoders import resolve_encoder
+
+if TYPE_CHECKING:
+    from kpe.extract.config import ExtractionConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +56,16 @@ log = logging.getLogger(__name__)
 #: thread: phrases 441/s at 8192 tokens, 625/s at 2048; documents 11.7/s at 8192, 13.2/s at 2048).
 CPU_BATCH_TOKENS = 2048
 CUDA_BATCH_TOKENS = 65536
+
+#: How texts become forward passes: "e2" = one canonical padded length per text and row-wise int8 (a text's
+#: vector does not depend on its batch). Part of the embedding cache's directory name, so vectors computed the
+#: old way (padded to the batch's longest text, per-tensor int8 scales) are never mixed in.
+ENCODING_VERSION = "e2"
+
+#: Fewest token rows (texts x length) a forward pass runs with: a smaller batch is filled up with copies of its
+#: first text (results dropped). GEMM libraries switch kernels for small matrices, and those sum in another order:
+#: measured here (MKL, fp32), one text's vector differed in the last bit when a batch had at most 11 token rows.
+MIN_FORWARD_TOKENS = 128
 
 # Files that do not change what a model computes (left out of its fingerprint).
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes", "LICENSE", "model_card.md"}
@@ -56,7 +85,16 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast is emulated and slow."""
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it bf16 autocast is emulated and slow.
+
+    ``settings.native_bf16`` (``KPE_NATIVE_BF16``) overrides the detection: ``yes`` treats the CPU as native
+    (``precision="auto"`` then resolves to bf16, emulated where the CPU lacks it), ``no`` as absent (fp32).
+    """
+    from kpe.settings import get_settings
+
+    forced = get_settings().native_bf16
+    if forced != "auto":
+        return forced == "yes"
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
@@ -87,6 +125,12 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def resolved_precision(config: ExtractionConfig | Any) -> str:
+    """The precision an extraction config runs at on this machine (``fp32``, ``bf16``, ``fp16`` or ``int8``):
+    ``config.precision`` with ``auto`` resolved for ``config.device`` (pure: loads no model)."""
+    return resolve_precision(str(config.precision), resolve_device(str(getattr(config, "device", "auto"))))
+
+
 def model_fingerprint(path: str) -> str:
     """16 hex digits identifying what a model computes: sha256 over its directory's files (names and bytes).
 
@@ -108,15 +152,98 @@ def model_fingerprint(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def token_budget_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[np.ndarray]:
-    """Index batches over texts sorted by length (longest first) whose padded size stays within ``batch_tokens``."""
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+def canonical_length(n: int, limit: int) -> int:
+    """The padded length a text of ``n`` tokens always runs at, whatever else is encoded with it: ``n`` rounded up to
+    a multiple of ``2 ** (floor(log2 n) - 3)`` (exact up to 15 tokens, at most an eighth of padding above: phrases
+    run unpadded, a 200-piece abstract at 208), never above ``limit``."""
+    step = 1 << max(0, int(n).bit_length() - 4)
+    return max(1, min(int(limit), -(-int(n) // step) * step))
+
+
+def canonical_batches(lengths: Sequence[int], batch_tokens: int, limit: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(canonical length, index batch)``: texts grouped by :func:`canonical_length` (longest first), at most
+    ``batch_tokens`` padded tokens a batch (at least one text)."""
+    padded = np.asarray([canonical_length(n, max(limit, n)) for n in lengths], dtype=np.int64)
+    order = np.argsort(-padded, kind="stable")
     start = 0
     while start < len(order):
-        longest = max(1, int(lengths[order[start]]))
-        size = max(1, batch_tokens // longest)
-        yield order[start : start + size]
-        start += size
+        width = int(padded[order[start]])
+        stop = start + int(np.searchsorted(-padded[order[start:]], -width, side="right"))
+        size = max(1, batch_tokens // width)
+        for first in range(start, stop, size):
+            yield width, order[first : min(first + size, stop)]
+        start = stop
+
+
+@lru_cache(maxsize=1)
+def rowwise_int8_linear() -> type:
+    """The class ``RowwiseInt8Linear`` (a ``torch.nn.Module``, defined on first use so importing stays torch-free).
+
+    A Linear layer in int8 whose result for one row depends on that row only. Weights: symmetric int8 per output
+    channel. Activations: symmetric int8 per row (token), scale = the row's largest magnitude / 127, quantised at
+    run time; the int8 x int8 products are summed exactly in int32 (``torch._int_mm``), then scaled back.
+    PyTorch's dynamic quantisation (``quantize_dynamic``) instead takes one activation scale for the whole input
+    tensor, i.e. the largest activation of the whole batch: a document's result depended on its neighbours.
+    """
+    import torch
+
+    class RowwiseInt8Linear(torch.nn.Module):
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            weight = linear.weight.detach().float()
+            scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.register_buffer("weight_q", torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous())
+            self.register_buffer("weight_scale", scale)
+            bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
+            self.register_buffer("bias", bias)
+            self.int_mm = _int_mm_works()
+            if not self.int_mm:  # float products of int8 values: deterministic per row (exact up to 1040 inputs)
+                self.register_buffer("weight_qf", self.weight_q.float())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            rows = x.reshape(-1, shape[-1]).float()
+            scale = rows.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12).div_(127.0)
+            quantised = torch.div(rows, scale).round_()
+            if self.int_mm:
+                acc = torch._int_mm(quantised.to(torch.int8), self.weight_q).float()
+            else:
+                acc = quantised @ self.weight_qf
+            out = torch.addcmul(self.bias, acc.mul_(self.weight_scale), scale, out=acc)
+            return out.reshape(*shape[:-1], self.out_features)
+
+        def extra_repr(self) -> str:
+            return f"in_features={self.in_features}, out_features={self.out_features}, int8 per row"
+
+    return RowwiseInt8Linear
+
+
+@lru_cache(maxsize=1)
+def _int_mm_works() -> bool:
+    """Whether this torch build has a CPU int8 x int8 -> int32 matmul (``torch._int_mm``)."""
+    import torch
+
+    try:
+        a = torch.ones((3, 8), dtype=torch.int8)
+        return bool((torch._int_mm(a, torch.ones((8, 4), dtype=torch.int8)) == 8).all())
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def rowwise_int8(module: Any) -> int:
+    """Replace every ``torch.nn.Linear`` inside ``module`` by a ``RowwiseInt8Linear``; returns how many."""
+    import torch
+
+    cls = rowwise_int8_linear()
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, torch.nn.Linear):
+            setattr(module, name, cls(child))
+            count += 1
+        else:
+            count += rowwise_int8(child)
+    return count
 
 
 @dataclass(slots=True)
@@ -127,6 +254,7 @@ class DocumentEncoding:
     token_vectors: np.ndarray | None = None  # (t, d) text tokens only, [CLS]/[SEP]/padding removed
     token_starts: np.ndarray | None = None  # (t,) character offsets in the document text
     token_ends: np.ndarray | None = None
+    windows: int = 1  # encoder windows run for this document
 
 
 class SentenceEncoder:
@@ -187,15 +315,8 @@ class SentenceEncoder:
         raise ValueError(f"cannot locate the text tokens among the special tokens of {self.path}")
 
     def _quantize_int8(self) -> None:
-        import torch
-
-        transformer = self.model[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            transformer.model = torch.ao.quantization.quantize_dynamic(
-                transformer.model, {torch.nn.Linear}, dtype=torch.qint8
-            )
-        log.info("int8: Linear layers of %s dynamically quantised", self.path)
+        n = rowwise_int8(self.model[0].auto_model)
+        log.info("int8: %d Linear layers of %s quantised (weights per channel, activations per row)", n, self.path)
 
     @property
     def input_embeddings(self) -> np.ndarray:
@@ -216,17 +337,24 @@ class SentenceEncoder:
 
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=self._autocast_dtype)
+        return torch.autocast(
+            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=self._autocast_dtype
+        )
 
-    def _forward(self, ids: list[list[int]]) -> tuple:
-        """Run one padded batch; returns (sentence embeddings, token embeddings, attention mask) on CPU."""
+    def _forward(self, ids: list[list[int]], width: int) -> tuple:
+        """Run one batch padded to ``width`` (the texts' canonical length); returns (sentence embeddings, token
+        embeddings) on CPU. A batch of fewer than ``MIN_FORWARD_TOKENS`` token rows is filled up with copies."""
         import torch
 
-        width = max(len(x) for x in ids)
+        n = len(ids)
+        rows = n + max(0, -(-MIN_FORWARD_TOKENS // max(1, width)) - n)
         pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):
+        input_ids = torch.full((rows, width), pad, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for row in range(rows):
+            seq = ids[row] if row < n else ids[0]
+            if len(seq) > width:
+                raise ValueError(f"a text of {len(seq)} tokens in a batch of width {width}")
             input_ids[row, : len(seq)] = torch.as_tensor(seq)
             mask[row, : len(seq)] = 1
         features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
@@ -234,13 +362,13 @@ class SentenceEncoder:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         with torch.inference_mode(), self._context():
             out = self.model(features)
-        return out["sentence_embedding"].float().cpu(), out["token_embeddings"].float().cpu(), mask
+        return out["sentence_embedding"][:n].float().cpu(), out["token_embeddings"][:n].float().cpu()
 
     def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Sentence embeddings ``(n, d)`` float32 of already tokenized inputs (special tokens included)."""
         out = np.zeros((len(ids), self.dimension), dtype=np.float32)
-        for batch in token_budget_batches([len(x) for x in ids], self.batch_tokens):
-            emb, _, _ = self._forward([ids[i] for i in batch])
+        for width, batch in canonical_batches([len(x) for x in ids], self.batch_tokens, self.max_length):
+            emb, _ = self._forward([ids[i] for i in batch], width)
             out[batch] = emb.numpy()
         return out
 
@@ -277,26 +405,29 @@ class SentenceEncoder:
                 owner.append((d, w * window, w))
         lead = len(self._prefix)
         results = [DocumentEncoding(np.zeros(self.dimension, np.float32)) for _ in texts]
-        sums = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        weights = np.zeros(len(texts), dtype=np.float32)
+        window_embeddings: list[dict[int, tuple[np.ndarray, int]]] = [{} for _ in texts]
         tokens: list[list[tuple[int, np.ndarray]]] = [[] for _ in texts]
-        for batch in token_budget_batches([len(x) for x in inputs], self.batch_tokens):
-            emb, tok, mask = self._forward([inputs[i] for i in batch])
+        for width, batch in canonical_batches([len(x) for x in inputs], self.batch_tokens, self.max_length):
+            emb, tok = self._forward([inputs[i] for i in batch], width)
             emb_np = emb.numpy()
             for row, i in enumerate(batch):
                 d, first, w = owner[i]
                 n_text = len(inputs[i]) - self._n_special
-                if w == 0:
-                    results[d].embedding = emb_np[row].copy()
-                if chunks:
-                    sums[d] += emb_np[row] * max(n_text, 1)
-                    weights[d] += max(n_text, 1)
+                window_embeddings[d][w] = (emb_np[row].copy(), max(n_text, 1))
                 if token_vectors:
                     tokens[d].append((first, tok[row, lead : lead + n_text].numpy().copy()))
-        if chunks:
-            for d in range(len(texts)):
-                if weights[d] > 0:
-                    results[d].embedding = sums[d] / weights[d]
+        for d, by_window in enumerate(window_embeddings):
+            results[d].windows = len(by_window)
+            if 0 in by_window:
+                results[d].embedding = by_window[0][0]
+            if chunks and by_window:  # summed in window order, not in the order the batches ran
+                total = np.zeros(self.dimension, dtype=np.float32)
+                weight = 0.0
+                for w in sorted(by_window):
+                    vec, n = by_window[w]
+                    total += vec * n
+                    weight += n
+                results[d].embedding = total / np.float32(weight)
         if token_vectors:
             for d in range(len(texts)):
                 parts = [vec for _, vec in sorted(tokens[d], key=lambda item: item[0])]

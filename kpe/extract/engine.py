@@ -20,8 +20,13 @@ How one batch of documents is processed (``KeyBERTRanker.rank``):
    further windows for the first pass (the document embedding stays the first window's), ``"first"`` passes
    every candidate beyond the first window on; ``prefilter="none"`` keeps all (plain KeyBERT);
 3. kept candidates are deduplicated over the batch, looked up in the embedding cache, and the misses are
-   encoded on their own (KeyBERT's phrase embeddings) in length-sorted batches;
-4. candidates are ranked by cosine to the document, or with MMR / Max Sum Distance.
+   encoded on their own (KeyBERT's phrase embeddings) in batches of one canonical length each;
+4. candidates are ranked by cosine to the document (equal scores by phrase text), or with MMR / Max Sum Distance.
+
+A document's result does not depend on the batch it came in (which documents share it, in what order): the
+encoder computes every text at one canonical shape with row-wise int8 (``kpe.extract.encoder``), every other
+step works per document, and the cache holds the vectors a fresh encoding gives. Only the first
+``max_text_chars`` characters of a document are read (``cap_text``).
 """
 
 from __future__ import annotations
@@ -36,14 +41,27 @@ import numpy as np
 from scipy import sparse
 
 from kpe.extract.candidates import Candidate, KeyBERTCandidates, candidate_spans
-from kpe.extract.config import ExtractionConfig
+from kpe.extract.config import ENGINE_VERSION, ExtractionConfig
 from kpe.extract.embedding_cache import EmbeddingCache
-from kpe.extract.encoder import DocumentEncoding, SentenceEncoder
+from kpe.extract.encoder import ENCODING_VERSION, DocumentEncoding, SentenceEncoder, cpu_has_native_bf16
 from kpe.extract.methods import Keyphrase
-from kpe.extract.ranking import cosine_scores, drop_subphrases, max_sum, mmr, normalize_rows, top_by_score
+from kpe.extract.ranking import cosine_scores, drop_subphrases, max_sum, mmr, ranked_by_score, top_by_score
 
 #: Documents per internal step (bounds the memory held by token vectors: ~0.4 MB per document for MiniLM).
 DOC_STEP = 256
+
+
+def cap_text(text: str, max_chars: int | None) -> str:
+    """The first ``max_chars`` characters of ``text``, cut back to the last white space when that does not lose
+    more than a tenth of them (a word is not split); the text itself when shorter or ``max_chars`` is None."""
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    cut = max_chars
+    if not text[cut].isspace():
+        space = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+        if space >= max_chars - max_chars // 10:
+            cut = space
+    return text[:cut]
 
 
 def locate(text: str, phrase: str) -> list[tuple[int, int]]:
@@ -86,15 +104,20 @@ class KeyBERTRanker:
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
-    def rank(self, docs: Sequence[str], candidates_per_doc: Sequence[Sequence[str | Candidate]]) -> list[list[Keyphrase]]:
+    def rank(
+        self, docs: Sequence[str], candidates_per_doc: Sequence[Sequence[str | Candidate]]
+    ) -> list[list[Keyphrase]]:
         """Top ``config.top_n`` of each document's candidates, best first; documents without candidates get []."""
         if len(docs) != len(candidates_per_doc):
             raise ValueError(f"{len(docs)} documents but {len(candidates_per_doc)} candidate lists")
         out: list[list[Keyphrase]] = [[] for _ in docs]
+        docs = [cap_text(doc or "", self.config.max_text_chars) for doc in docs]
         todo = [i for i, (doc, cands) in enumerate(zip(docs, candidates_per_doc)) if doc and doc.strip() and cands]
         for start in range(0, len(todo), DOC_STEP):
             step = todo[start : start + DOC_STEP]
-            ranked = self._rank_step([docs[i] for i in step], [self._as_candidates(docs[i], candidates_per_doc[i]) for i in step])
+            ranked = self._rank_step(
+                [docs[i] for i in step], [self._as_candidates(docs[i], candidates_per_doc[i]) for i in step]
+            )
             for i, result in zip(step, ranked):
                 out[i] = result
         return out
@@ -131,6 +154,7 @@ class KeyBERTRanker:
         )
         t = self._tick("document_pass", t)
         self.counts["documents"] += len(docs)
+        self.counts["windows"] += sum(enc.windows for enc in encodings)
         self.counts["candidates"] += sum(len(c) for c in cands)
 
         # First pass: which candidates get the full (phrase) encoder pass.
@@ -149,13 +173,15 @@ class KeyBERTRanker:
                 pooled, covered = pooled_token_vectors(enc, doc_cands)
                 scores = cosine_scores(enc.embedding, pooled)
                 scores[~covered] = -np.inf
-                best = top_by_score(scores, min(max(cfg.prefilter_k, cfg.top_n), int(covered.sum())))
+                names = [c.phrase for c in doc_cands]
+                best = top_by_score(scores, min(max(cfg.prefilter_k, cfg.top_n), int(covered.sum())), names)
                 unseen = np.flatnonzero(~covered)  # not located in the text: always passed on
                 kept.append([doc_cands[i] for i in np.concatenate([best, unseen])])
             else:  # static
                 static = self.encoder.static_embeddings([c.phrase for c in doc_cands])
                 scores = cosine_scores(static_docs[d], static)
-                kept.append([doc_cands[i] for i in top_by_score(scores, max(cfg.prefilter_k, cfg.top_n))])
+                names = [c.phrase for c in doc_cands]
+                kept.append([doc_cands[i] for i in top_by_score(scores, max(cfg.prefilter_k, cfg.top_n), names)])
         t = self._tick("first_pass", t)
         self.counts["kept"] += sum(len(k) for k in kept)
 
@@ -198,7 +224,7 @@ class KeyBERTRanker:
         scores = cosine_scores(doc_embedding, vectors)
         phrases = [c.phrase for c in cands]
         if cfg.drop_subphrases:
-            order = drop_subphrases(phrases, np.argsort(-scores, kind="stable"))
+            order = drop_subphrases(phrases, ranked_by_score(scores, phrases))
             pool = order[: max(cfg.top_n, cfg.nr_candidates if cfg.use_maxsum else 0) * 3]
         else:
             pool = None
@@ -211,20 +237,23 @@ class KeyBERTRanker:
         elif pool is not None:
             chosen = pool[: cfg.top_n]
         else:
-            chosen = top_by_score(scores, cfg.top_n)
+            chosen = top_by_score(scores, cfg.top_n, phrases)
         return [Keyphrase(phrases[i], float(scores[i])) for i in chosen]
 
 
 class KeyphraseEngine:
     """The ``kpe`` extraction method: our candidates (or KeyBERT's) ranked KeyBERT-style, fast.
 
-    ``name`` is the registry name; ``model_fingerprint`` identifies the encoder's files; ``config_hash``
-    identifies the settings with the precision actually used (store both with every result).
+    ``name`` is the registry name; ``model_fingerprint`` identifies the encoder's files; ``precision`` is the
+    precision actually used (``auto`` resolved on this machine); ``config_hash`` identifies the settings with
+    that precision (store them with every result; :meth:`describe` gives them all).
     """
 
     name = "kpe"
 
-    def __init__(self, config: ExtractionConfig | None = None, model_path: str | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, config: ExtractionConfig | None = None, model_path: str | None = None, cache_dir: Path | None = None
+    ) -> None:
         self.config = config or ExtractionConfig()
         self.encoder = SentenceEncoder(
             model_path,
@@ -235,6 +264,7 @@ class KeyphraseEngine:
         )
         self.model_path = self.encoder.path
         self.model_fingerprint = self.encoder.fingerprint
+        self.precision = self.encoder.precision
         self.resolved_config = self.config.model_copy(update={"precision": self.encoder.precision})
         self.config_hash = self.resolved_config.config_hash()
         self.cache: EmbeddingCache | None = None
@@ -245,13 +275,23 @@ class KeyphraseEngine:
                 cache_dir = get_settings().cache_dir
             self.cache = EmbeddingCache.for_model(
                 Path(cache_dir), self.model_fingerprint, self.encoder.precision, self.encoder.dimension,
-                memory_items=self.config.cache_memory_items, model_path=self.model_path,
+                memory_items=self.config.cache_memory_items, encoding=ENCODING_VERSION, model_path=self.model_path,
             )
         self.ranker = KeyBERTRanker(self.encoder, self.resolved_config, self.cache)
+
+    def describe(self) -> dict[str, object]:
+        """What produced this engine's results (JSON-ready): method, model, the precision actually used, config."""
+        return {
+            "method": self.name, "model_path": self.model_path, "model_fingerprint": self.model_fingerprint,
+            "precision": self.precision, "requested_precision": self.config.precision, "device": self.encoder.device,
+            "native_bf16": cpu_has_native_bf16(), "config_hash": self.config_hash, "engine_version": ENGINE_VERSION,
+            "encoding": ENCODING_VERSION,
+        }
 
     def candidates(self, docs: Sequence[str]) -> list[list[Candidate]]:
         """The candidates of each document under ``config.candidate_mode`` (with occurrences where known)."""
         cfg = self.config
+        docs = [cap_text(doc or "", cfg.max_text_chars) for doc in docs]
         if cfg.candidate_mode == "keybert":
             return [[Candidate(p) for p in cands] for cands in KeyBERTCandidates(cfg.ngram_range)(list(docs))]
         return [candidate_spans(doc or "", cfg.ngram_range, max_candidates=cfg.max_candidates) for doc in docs]

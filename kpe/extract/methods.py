@@ -1,7 +1,9 @@
 """Extraction methods by name: one registry for the nightly engine, the evaluation harness and the gate.
 
 Every method is built by a factory ``(model_path: str | None, config: ExtractionConfig) -> Extractor``
-named here as ``"module:function"`` so that importing the registry stays cheap (torch loads on use).
+named here as ``"module:function"`` so that importing the registry stays cheap (torch loads on use). The
+methods of fine-tuned models come from the model-kind table (``kpe.train.kinds``): each kind declares the
+methods it offers.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from kpe.train.kinds import method_factories
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +44,8 @@ METHODS: dict[str, str] = {
     "yake": "kpe.evaluate.baselines:build_yake",
     "tfidf": "kpe.evaluate.baselines:build_tfidf",
     "first-phrases": "kpe.evaluate.baselines:build_first_phrases",
-    # fine-tuned models (issue: training)
-    "tagger": "kpe.train.predict:build_tagger",
-    "joint": "kpe.train.predict:build_joint",
-    "keybert-ft": "kpe.train.predict:build_keybert_ft",
-    "hybrid": "kpe.train.predict:build_hybrid",
+    # fine-tuned models: tagger, hybrid, joint, keybert-ft (what each model kind offers)
+    **method_factories(),
 }
 
 
@@ -56,6 +57,17 @@ def document_text(title: str | None, abstract: str | None) -> str:
         sep = " " if title[-1] in ".?!:" else ". "
         return f"{title}{sep}{abstract}"
     return title or abstract
+
+
+def describe_extractor(extractor: Any) -> dict[str, Any]:
+    """What an extractor from :func:`build_extractor` runs with (JSON-ready): its own ``describe()`` (the ``kpe``
+    engine: method, model, the precision actually used, ...), else that of the engine it wraps, else its name.
+    ``describe_extractor(x).get("precision")`` is the resolved precision, None for methods without an encoder."""
+    for obj in (extractor, getattr(extractor, "engine", None)):
+        describe = getattr(obj, "describe", None)
+        if callable(describe):
+            return {**describe(), "method": getattr(extractor, "name", None) or describe().get("method")}
+    return {"method": getattr(extractor, "name", type(extractor).__name__), "precision": None}
 
 
 def build_extractor(method: str, model_path: str | None = None, config: Any = None) -> Extractor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,9 +32,20 @@ def cosine_scores(doc_embedding: np.ndarray, candidate_embeddings: np.ndarray) -
     return normalize_rows(candidate_embeddings) @ normalize_rows(doc_embedding.reshape(1, -1))[0]
 
 
-def top_by_score(scores: np.ndarray, top_n: int) -> np.ndarray:
-    """Indices of the ``top_n`` highest scores, best first (KeyBERT's ``argsort()[-top_n:][::-1]``)."""
-    return np.argsort(scores)[-top_n:][::-1] if top_n > 0 else np.zeros(0, dtype=np.int64)
+def top_by_score(scores: np.ndarray, top_n: int, names: Sequence[str] | None = None) -> np.ndarray:
+    """Indices of the ``top_n`` highest scores, best first (KeyBERT's ``argsort()[-top_n:][::-1]``); with ``names``,
+    equal scores are ordered by name, so a tie never depends on the order the candidates came in."""
+    if top_n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if names is None:
+        return np.argsort(scores)[-top_n:][::-1]
+    return ranked_by_score(scores, names)[:top_n]
+
+
+def ranked_by_score(scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Every index, highest score first, equal scores by name (then by position)."""
+    values = np.asarray(scores, dtype=np.float64)
+    return np.asarray(sorted(range(len(values)), key=lambda i: (-values[i], names[i], i)), dtype=np.int64)
 
 
 def mmr(doc_embedding: np.ndarray, candidate_embeddings: np.ndarray, top_n: int, diversity: float) -> np.ndarray:
@@ -94,7 +106,9 @@ def _min_sum_subset_exact(sims: np.ndarray, k: int) -> np.ndarray:
     combos_iter = itertools.combinations(range(m), k)
     best_value, best_combo = np.inf, None
     while True:
-        chunk = np.fromiter(itertools.chain.from_iterable(itertools.islice(combos_iter, _MAX_SUM_CHUNK)), dtype=np.int64)
+        chunk = np.fromiter(
+            itertools.chain.from_iterable(itertools.islice(combos_iter, _MAX_SUM_CHUNK)), dtype=np.int64
+        )
         if chunk.size == 0:
             break
         combos = chunk.reshape(-1, k)

@@ -11,7 +11,8 @@ class SourceFileError(RuntimeError):
     A reader raises it only after every complete record before the problem has been yielded, so the
     caller keeps those records and marks the file partial. ``items_read`` says how many items
     (records, deletions, bad records) were yielded before the problem; ``line`` is the line of the
-    (decompressed) input where the problem was found, when the parser knows it.
+    (decompressed) input where the problem was found, when the parser knows it. The message names the file
+    by its full path.
     """
 
     def __init__(self, path: str | Path, problem: str, *, line: int | None = None, items_read: int = 0) -> None:
@@ -20,4 +21,4 @@ class SourceFileError(RuntimeError):
         self.line = line
         self.items_read = items_read
         where = f" at line {line}" if line else ""
-        super().__init__(f"{Path(path).name}: {problem}{where} (after {items_read} items)")
+        super().__init__(f"{path}: {problem}{where} (after {items_read} items)")

@@ -83,7 +83,10 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]  # drop user:password@
     if not parts.query:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    query = [(k, "***" if _SENSITIVE_QUERY_KEYS.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = [
+        (k, "***" if _SENSITIVE_QUERY_KEYS.search(k) else v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    ]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
 
 
@@ -191,7 +194,14 @@ def _md5_url_for(url: str) -> str | None:
 
 
 def _published_md5(
-    client: httpx.Client, url: str, md5_url: str | None, *, auto: bool, expected_name: str, retries: int, backoff_s: float
+    client: httpx.Client,
+    url: str,
+    md5_url: str | None,
+    *,
+    auto: bool,
+    expected_name: str,
+    retries: int,
+    backoff_s: float,
 ) -> str | None:
     """The md5 published beside ``url``; ``None`` when there is none (``auto``: the ``.md5`` answers 4xx)."""
     if md5_url is None:
@@ -247,7 +257,9 @@ def _fetch_to_part(
                 mode, start = "ab", offset
                 log.info("%s: resuming at byte %d", what, offset)
             elif offset:
-                log.info("%s: server ignored the resume range (HTTP %d); restarting from zero", what, response.status_code)
+                log.info(
+                    "%s: server ignored the resume range (HTTP %d); restarting from zero", what, response.status_code
+                )
             length = response.headers.get("content-length")
             total = start + int(length) if length and length.isdigit() else None
             with open(part, mode) as fh, tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=label,

@@ -7,10 +7,15 @@ Usage::
         for item in s2.search_bulk("kubernetes", "title,abstract,externalIds,corpusId"):
             ...                                           # follows the continuation ``token``
         links = s2.dataset(s2.releases()[-1], "papers")["files"]
-        steps = plan_diff(s2.diffs("2024-10-08", "2024-10-22", "papers"))   # see semantic_scholar.py
+        steps = plan_diff(s2.diffs("2024-10-08", "2024-10-22", "papers"))   # semantic_scholar.diffs
 
 A 404 raises ``S2NotFoundError``; 429 and 5xx are retried with backoff (``Retry-After`` honoured);
 another 4xx raises ``S2APIError`` at once. The API key never appears in logs, errors or ``repr``.
+
+A library API for notebooks and scripts, not a source: ingest plans local files and URLs only (``kpe ingest
+--s2 FILE_OR_URL``), so the pipeline never calls the S2 API itself. Save an answer (``json.dump``) and ingest the
+file, or pass a diff's update and delete file URLs (``DiffStep.url``) to ``--s2``, one diff per run (a run
+applies its delete files after its update files).
 """
 
 from __future__ import annotations
@@ -108,19 +113,26 @@ class S2Client:
 
     # Graph API -----------------------------------------------------------------------------------------
     def paper(self, paper_id: str, fields: str) -> dict:
-        """``/graph/v1/paper/{paper_id}``: ``paper_id`` as S2 accepts it (sha, ``CorpusId:N``, ``DOI:x``, ``PMID:n``)."""
+        """``/graph/v1/paper/{paper_id}``: ``paper_id`` as S2 accepts it
+        (sha, ``CorpusId:N``, ``DOI:x``, ``PMID:n``)."""
         return self.get_json(f"/graph/v1/paper/{quote(str(paper_id), safe=':/')}", {"fields": fields})
 
-    def search_bulk_pages(self, query: str, fields: str, *, max_pages: int | None = None, **params: Any) -> Iterator[dict]:
+    def search_bulk_pages(
+        self, query: str, fields: str, *, max_pages: int | None = None, **params: Any
+    ) -> Iterator[dict]:
         """``/graph/v1/paper/search/bulk`` pages (``{"total", "token", "data"}``), following ``token`` until
         a page has none (or ``max_pages`` pages were read). Extra ``params``: ``year``, ``sort``,
         ``publicationTypes``, ``fieldsOfStudy``..."""
         token: str | None = None
         pages = 0
         while max_pages is None or pages < max_pages:
-            page = self.get_json("/graph/v1/paper/search/bulk", {"query": query, "fields": fields, **params, "token": token})
+            page = self.get_json(
+                "/graph/v1/paper/search/bulk", {"query": query, "fields": fields, **params, "token": token}
+            )
             pages += 1
-            log.debug("bulk search page %d: %d papers", pages, len(page.get("data") or []) if isinstance(page, dict) else 0)
+            log.debug(
+                "bulk search page %d: %d papers", pages, len(page.get("data") or []) if isinstance(page, dict) else 0
+            )
             yield page
             token = page.get("token") if isinstance(page, dict) else None
             if not token:

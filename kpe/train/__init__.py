@@ -1,4 +1,5 @@
-"""Fine-tuning with Accelerate: keyphrase tagger, JointKPE-style span ranker, domain-adaptive masked LM.
+"""Fine-tuning with Accelerate: keyphrase tagger, JointKPE-style span ranker, domain-adaptive masked LM
+(the model kinds of ``kpe.train.kinds``, one module each).
 
 Public API (heavy imports happen on first use)::
 
@@ -6,8 +7,8 @@ Public API (heavy imports happen on first use)::
     result = train(TrainConfig(kind="tagger", train_data=["inspec"], output_dir=Path("runs/tagger")))
 
 Command line: ``python -m kpe.train --kind tagger --train-data inspec --output-dir runs/tagger``
-(or ``accelerate launch -m kpe.train ...``). Extraction with the trained models: the ``tagger``, ``joint``,
-``keybert-ft`` and ``hybrid`` methods of ``kpe.extract.methods`` (factories in ``kpe.train.predict``).
+(or ``accelerate launch -m kpe.train ...``). Extraction with the trained models: the methods each kind offers
+(``tagger``, ``hybrid``, ``joint``, ``keybert-ft``), which ``kpe.extract.methods`` reads from ``kpe.train.kinds``.
 """
 
 from __future__ import annotations

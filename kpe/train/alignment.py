@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-O, B, I = 0, 1, 2
+O, B, I = 0, 1, 2  # noqa: E741 -- the standard BIO tag names, imported elsewhere
 LABELS: tuple[str, ...] = ("O", "B", "I")
 IGNORE_INDEX = -100
 

@@ -6,31 +6,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Kind = Literal["tagger", "joint", "mlm"]
+from kpe.train.kinds import KINDS, get_kind
+
+#: The one source of the training defaults the flow, ``kpe train`` and ``prefect.yaml`` share.
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_LEARNING_RATE = 5e-5
+DEFAULT_SEED = 42
 
 
 class TrainConfig(BaseModel):
     """Everything one training run needs; every field is also a ``python -m kpe.train --field-name`` option.
 
-    Data: ``train_data`` names benchmark train files (``inspec``, ``semeval2017``, ``kp20k_small``, read from
-    ``<shared_data_dir>/keyphrase/<name>_train.jsonl``) or JSONL paths, and/or ``"pubmed"`` = silver labels
-    from the ingested MEDLINE documents in ``lake_dir`` (author keywords that occur in title/abstract).
+    Kinds: ``kpe.train.kinds.KINDS``. Data: ``train_data`` names benchmark train files (``inspec``,
+    ``semeval2017``, ``kp20k_small``: ``kpe.datasets``) or JSONL paths, and/or ``"pubmed"`` = silver labels from
+    the ingested MEDLINE documents in ``lake_dir`` (author keywords that occur in title/abstract), less
+    ``exclude_doc_ids`` (the documents the warehouse marks deleted: the train task fills it in).
     For ``mlm`` the corpus is every document in ``lake_dir`` plus the texts of ``train_data`` benchmarks.
-    The internal validation slice is ``kpe.splits.split_of(doc_id) == "dev"``.
+    The internal validation slice is a salted ``kpe.splits.split_of`` slice (``kpe.train.data.split_docs``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Kind = "tagger"
+    kind: str = Field("tagger", description=f"What to train: {', '.join(KINDS)}")
     output_dir: Path = Field(Path("data/models/run"), description="Run folder: model/, checkpoints/, logs/")
     base: str | None = Field(None, description="Encoder to start from (local HF dir; empty: packaged MiniLM)")
 
     # data
-    train_data: list[str] = Field(default_factory=lambda: ["inspec"], description="Benchmark names, JSONL paths or 'pubmed'")
+    train_data: list[str] = Field(
+        default_factory=lambda: ["inspec"], description="Benchmark names, JSONL paths or 'pubmed'"
+    )
     lake_dir: Path | None = Field(None, description="Parquet lake for 'pubmed' silver labels and the MLM corpus")
-    warehouse_path: Path | None = Field(None, description="Warehouse: documents deleted there are left out")
+    exclude_doc_ids: list[str] = Field(default_factory=list, exclude=True,
+                                       description="doc_ids left out of lake data (deleted in the warehouse)")
     shared_data_dir: Path | None = Field(None, description="Shared data folder (default: settings)")
     max_docs: int | None = Field(None, ge=1, description="At most this many training documents per source")
     max_val_docs: int | None = Field(200, ge=1, description="At most this many validation documents")
@@ -41,25 +51,29 @@ class TrainConfig(BaseModel):
     stride: int = Field(64, ge=0, description="Tokens shared by neighbouring windows of a long text")
 
     # optimisation
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (quick runs)")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    head_learning_rate: float | None = Field(None, gt=0, description="Learning rate of the new heads (default: learning_rate)")
+    learning_rate: float = Field(DEFAULT_LEARNING_RATE, gt=0)
+    head_learning_rate: float | None = Field(
+        None, gt=0, description="Learning rate of the new heads (default: learning_rate)"
+    )
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
     mixed_precision: Literal["no", "bf16", "fp16"] | None = Field(
         None, description="no | bf16 | fp16; empty: what `accelerate launch --mixed_precision` set, else no")
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     patience: int = Field(2, ge=1, description="Evaluations without improvement before early stopping")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk (oldest deleted)")
     resume_from: str | None = Field(None, description="Checkpoint dir to resume from, or 'latest'")
     log_with: Literal["tensorboard", "none"] = "tensorboard"
     num_workers: int = Field(0, ge=0)
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
+    num_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (default: torch's choice; 1 helps on a busy machine)"
+    )
 
     # model specifics
     score_pooling: Literal["mean", "min"] = Field("mean", description="tagger: span score from token probabilities")
@@ -70,6 +84,11 @@ class TrainConfig(BaseModel):
     whole_word_mask: bool = False
     nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT models only)")
     tune_hybrid: bool = Field(True, description="tagger: tune the hybrid weight on the validation slice")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        return get_kind(kind).name
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -105,3 +124,18 @@ class TrainResult:
     seconds: float  # wall-clock of the whole run, earlier runs of a resumed one included
     data_summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_config(
+    kind: str, output_dir: Path, plan: Any, *, base: str | None, max_steps: int | None, epochs: int,
+    train_limit: int | None, seed: int, **overrides: Any,
+) -> TrainConfig:
+    """The ``TrainConfig`` of one flow run from its data plan (``kpe.train.data.DataPlan``) and the settings'
+    shared data folder; ``overrides``: any other ``TrainConfig`` field."""
+    from kpe.settings import get_settings
+
+    return TrainConfig(
+        kind=kind, output_dir=output_dir, base=base, train_data=plan.sources,
+        lake_dir=Path(plan.lake_dir) if plan.lake_dir else None, shared_data_dir=Path(get_settings().shared_data_dir),
+        max_docs=train_limit, max_steps=max_steps, epochs=epochs, seed=seed, **overrides,
+    )

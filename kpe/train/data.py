@@ -1,135 +1,65 @@
-"""Training documents: benchmark JSONL train files (gold) and ingested MEDLINE documents (silver author keywords).
+"""Training documents: benchmark train files (gold) and ingested MEDLINE documents (silver author keywords).
+
+Every document is a ``kpe.datasets.GoldDocument`` read by the one strict loader; silver documents follow the one
+silver rule (``kpe.datasets.silver_document``), their rows read from the Parquet lake with Hugging Face
+``datasets``. Nothing here opens the warehouse: the documents it marks deleted come in as ``exclude_doc_ids``
+(the train tasks read them with ``warehouse.documents.deleted_doc_ids``).
 
 Usage::
 
-    docs = load_benchmark("inspec", "train")                  # list[KeyphraseDoc]
-    silver = silver_docs(lake_dir, warehouse_path)            # documents whose author keywords occur in the text
+    docs = load_benchmark("inspec", "train")                  # list[GoldDocument], dataset "inspec"
+    silver = silver_docs(lake_dir, exclude_doc_ids=deleted)   # documents whose author keywords occur in the text
     train_docs, val_docs = split_docs(docs)                   # PubMed dev split held out, salted validation
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kpe.datasets import FAMILIES, SILVER_TRAINING, GoldDocument, load_benchmark, load_jsonl, silver_documents
 from kpe.extract.methods import document_text
 from kpe.splits import DEV_FRACTION, split_of
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS: dict[str, dict[str, str]] = {
-    "inspec": {"train": "inspec_train.jsonl", "dev": "inspec_dev.jsonl"},
-    "semeval2017": {"train": "semeval2017_train.jsonl", "dev": "semeval2017_dev.jsonl"},
-    "kp20k_small": {"train": "kp20k_small_train.jsonl", "dev": "kp20k_small_valid.jsonl"},
-}
-SILVER = "pubmed"
+SILVER = SILVER_TRAINING  # "pubmed": silver labels of the ingested documents
 LAKE = "lake"  # lake documents without labels (the masked-LM corpus)
+#: Training sources when none are named; ``pubmed`` is added when the lake has documents.
+DEFAULT_TRAIN_DATA: tuple[str, ...] = ("inspec", "semeval2017")
 _LAKE_COLUMNS = ["doc_id", "source", "title", "abstract", "keywords", "content_hash", "ingested_at"]
 
 
-@dataclass(slots=True)
-class KeyphraseDoc:
-    """One document with its gold (or silver) keyphrases; ``doc_id`` is unique across datasets."""
-
-    doc_id: str
-    text: str
-    keyphrases: list[str]
-    dataset: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def shared_keyphrase_dir(shared_data_dir: Path | None = None) -> Path:
-    """``<shared_data_dir>/keyphrase`` (default from ``kpe.settings``)."""
-    if shared_data_dir is None:
-        from kpe.settings import get_settings
-
-        shared_data_dir = get_settings().shared_data_dir
-    return Path(shared_data_dir) / "keyphrase"
-
-
-def benchmark_path(name: str, split: str = "train", shared_data_dir: Path | None = None) -> Path:
-    """Path of a benchmark split file; unknown names or splits get a clear error."""
-    try:
-        filename = BENCHMARKS[name][split]
-    except KeyError:
-        raise ValueError(f"unknown benchmark {name!r} / split {split!r}; known: {sorted(BENCHMARKS)} x train/dev") from None
-    return shared_keyphrase_dir(shared_data_dir) / filename
-
-
-def _clean_phrases(phrases: Iterable[Any]) -> list[str]:
+def clean_phrases(phrases: Iterable[Any]) -> tuple[str, ...]:
+    """Gold phrases as training uses them: strings with whitespace collapsed, empty ones and repeats dropped."""
     out = []
     for p in phrases or []:
         if isinstance(p, str) and p.strip():
             out.append(" ".join(p.split()))
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
-def load_jsonl(path: Path | str, dataset: str | None = None) -> list[KeyphraseDoc]:
-    """Documents of a keyphrase JSONL file (``id``, ``title``+``abstract`` or ``text``, ``keyphrases``).
-
-    A line that is not JSON or lacks ``id`` gets a ``ValueError`` naming the file and line; a record with empty
-    text is kept (as the evaluation does) and left out of training by ``load_sources``, which counts it.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"keyphrase file not found: {path}")
-    dataset = dataset or path.name.removesuffix(".jsonl")
-    docs = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if "id" not in row:
-                raise ValueError(f"{path}:{lineno}: record without 'id'")
-            text = row.get("text") or document_text(row.get("title"), row.get("abstract"))
-            docs.append(
-                KeyphraseDoc(
-                    doc_id=f"{dataset}:{row['id']}",
-                    text=text,
-                    keyphrases=_clean_phrases(row.get("keyphrases")),
-                    dataset=dataset,
-                )
-            )
-    return docs
-
-
-def load_benchmark(name: str, split: str = "train", shared_data_dir: Path | None = None) -> list[KeyphraseDoc]:
-    """A benchmark split (``inspec``, ``semeval2017``, ``kp20k_small``) as documents with gold keyphrases."""
-    return load_jsonl(benchmark_path(name, split, shared_data_dir), dataset=name)
-
-
-def deleted_doc_ids(warehouse_path: Path | str | None) -> set[str]:
-    """Document ids the warehouse marks deleted (read-only connection; no warehouse: none)."""
-    if warehouse_path is None or not Path(warehouse_path).exists():
-        return set()
-    import duckdb
-
-    con = duckdb.connect(str(warehouse_path), read_only=True)
-    try:
-        return {row[0] for row in con.execute("SELECT doc_id FROM documents WHERE deleted").fetchall()}
-    finally:
-        con.close()
+def training_key(doc: GoldDocument) -> str:
+    """What training hashes a document by (validation slice, sampling): the warehouse ``doc_id`` of an ingested
+    document (unique already: ``pmid:...``), ``<dataset>:<id>`` for a benchmark document (ids repeat across files)."""
+    return doc.doc_id if doc.dataset in (SILVER, LAKE) else f"{doc.dataset}:{doc.doc_id}"
 
 
 def load_lake_documents(
     lake_dir: Path | str,
-    warehouse_path: Path | str | None = None,
+    exclude_doc_ids: Collection[str] = (),
     source: str | None = None,
     cache_dir: Path | str | None = None,
 ) -> list[dict[str, Any]]:
     """Current documents of the Parquet lake, read with Hugging Face ``datasets``.
 
-    Keeps the latest row per ``doc_id`` (by ``ingested_at``) and drops documents the warehouse marks deleted.
-    Rows are dicts with ``doc_id, source, title, abstract, keywords, content_hash, ingested_at``, sorted by
-    ``doc_id``.
+    Keeps the latest row per ``doc_id`` (by ``ingested_at``) and drops ``exclude_doc_ids`` (the documents the
+    warehouse marks deleted). Rows are dicts with ``doc_id, source, title, abstract, keywords, content_hash,
+    ingested_at``, sorted by ``doc_id``.
     """
     from datasets import Dataset
 
@@ -151,50 +81,41 @@ def load_lake_documents(
         current = latest.get(row["doc_id"])
         if current is None or row["ingested_at"] >= current["ingested_at"]:
             latest[row["doc_id"]] = row
-    deleted = deleted_doc_ids(warehouse_path)
-    rows = [latest[d] for d in sorted(latest) if d not in deleted]
+    excluded = set(exclude_doc_ids)
+    rows = [latest[d] for d in sorted(latest) if d not in excluded]
     log.info("lake: %d shards, %d rows, %d documents, %d deleted left out", len(files), len(ds), len(rows),
-             len(set(latest) & deleted))
+             len(set(latest) & excluded))
     return rows
 
 
 def silver_docs(
     lake_dir: Path | str,
-    warehouse_path: Path | str | None = None,
+    exclude_doc_ids: Collection[str] = (),
     cache_dir: Path | str | None = None,
-) -> list[KeyphraseDoc]:
-    """Documents with an abstract and at least one author keyword present in title/abstract: silver labels.
-
-    The rule is the silver benchmark's (``kpe.evaluate.silver.silver_document``: stemmed matching); the gold
-    list keeps every author keyword (absent ones are ignored by the present-gold metrics and are reported
-    as unaligned).
-    """
-    from kpe.evaluate.silver import silver_document
-
-    docs = []
-    for row in load_lake_documents(lake_dir, warehouse_path, source=None, cache_dir=cache_dir):
-        keywords = _clean_phrases(row.get("keywords"))
-        gold = silver_document(row["doc_id"], row.get("title"), row.get("abstract"), keywords) if keywords else None
-        if gold is not None:
-            docs.append(KeyphraseDoc(doc_id=gold.doc_id, text=gold.text, keyphrases=list(gold.keyphrases),
-                                     dataset=SILVER, meta={"content_hash": row.get("content_hash")}))
-    return docs
+) -> list[GoldDocument]:
+    """The silver set of the lake (``kpe.datasets.silver_documents``, every split): documents with an abstract
+    and at least one author keyword present in title/abstract; the gold list keeps every author keyword (absent
+    ones are ignored by the present-gold metrics and are reported as unaligned)."""
+    rows = ((r["doc_id"], r.get("title"), r.get("abstract"), list(clean_phrases(r.get("keywords"))))
+            for r in load_lake_documents(lake_dir, exclude_doc_ids, cache_dir=cache_dir))
+    return list(silver_documents(rows, split="all", dataset=SILVER))
 
 
-def corpus_texts(lake_dir: Path | str | None, warehouse_path: Path | str | None = None,
-                 cache_dir: Path | str | None = None) -> list[KeyphraseDoc]:
+def corpus_texts(lake_dir: Path | str | None, exclude_doc_ids: Collection[str] = (),
+                 cache_dir: Path | str | None = None) -> list[GoldDocument]:
     """Every current lake document with text (for masked-LM pretraining); keyphrases are left empty."""
     if lake_dir is None:
         return []
     docs = []
-    for row in load_lake_documents(lake_dir, warehouse_path, cache_dir=cache_dir):
+    for row in load_lake_documents(lake_dir, exclude_doc_ids, cache_dir=cache_dir):
         text = document_text(row.get("title"), row.get("abstract"))
         if text.strip():
-            docs.append(KeyphraseDoc(doc_id=row["doc_id"], text=text, keyphrases=[], dataset=LAKE))
+            docs.append(GoldDocument(doc_id=row["doc_id"], text=text, keyphrases=(), dataset=LAKE))
     return docs
 
 
-def split_docs(docs: Sequence[KeyphraseDoc], dev_fraction: float = DEV_FRACTION) -> tuple[list[KeyphraseDoc], list[KeyphraseDoc]]:
+def split_docs(docs: Sequence[GoldDocument], dev_fraction: float = DEV_FRACTION
+               ) -> tuple[list[GoldDocument], list[GoldDocument]]:
     """``(train, validation)``, stable across runs and machines.
 
     PubMed silver documents (and unlabelled lake documents of the masked-LM corpus) of the held-out split
@@ -206,14 +127,14 @@ def split_docs(docs: Sequence[KeyphraseDoc], dev_fraction: float = DEV_FRACTION)
     for doc in docs:
         if doc.dataset in (SILVER, LAKE) and split_of(doc.doc_id) == "dev":
             continue
-        (val if split_of(f"validation:{doc.doc_id}", dev_fraction) == "dev" else train).append(doc)
+        (val if split_of(f"validation:{training_key(doc)}", dev_fraction) == "dev" else train).append(doc)
     return train, val
 
 
 class SourceDocs(list):
     """The usable documents of one training source (a list) and ``n_empty``: how many had no text."""
 
-    def __init__(self, docs: Iterable[KeyphraseDoc] = (), n_empty: int = 0):
+    def __init__(self, docs: Iterable[GoldDocument] = (), n_empty: int = 0):
         super().__init__(docs)
         self.n_empty = n_empty
 
@@ -222,37 +143,99 @@ def load_sources(
     sources: Sequence[str],
     *,
     lake_dir: Path | None = None,
-    warehouse_path: Path | None = None,
+    exclude_doc_ids: Collection[str] = (),
     shared_data_dir: Path | None = None,
     max_docs: int | None = None,
 ) -> dict[str, SourceDocs]:
-    """Training documents per source: benchmark names (their *train* file), JSONL paths, or ``"pubmed"``.
+    """Training documents per source: benchmark families (their *train* file), JSONL paths, or ``"pubmed"``.
 
-    Documents without text are left out and counted; ``max_docs`` keeps a stable pseudo-random sample of
-    each source (salted ``doc_id`` hash order).
+    Gold phrases are cleaned (:func:`clean_phrases`); documents without text are left out and counted;
+    ``max_docs`` keeps a stable pseudo-random sample of each source (salted :func:`training_key` hash order).
     """
     out: dict[str, SourceDocs] = {}
     for source in sources:
         if source == SILVER:
             if lake_dir is None:
                 raise ValueError("'pubmed' silver data needs lake_dir")
-            docs = silver_docs(lake_dir, warehouse_path)
-        elif source in BENCHMARKS:
+            docs = silver_docs(lake_dir, exclude_doc_ids)
+        elif source in FAMILIES:
             docs = load_benchmark(source, "train", shared_data_dir)
         elif source.endswith(".jsonl") or Path(source).exists():
-            docs = load_jsonl(source)
-            source = docs[0].dataset if docs else Path(source).stem
+            path = Path(source)
+            source = path.stem
+            docs = load_jsonl(path, dataset=source)
         else:
-            raise ValueError(f"unknown training source {source!r}: a benchmark ({sorted(BENCHMARKS)}), "
+            raise ValueError(f"unknown training source {source!r}: a benchmark ({sorted(FAMILIES)}), "
                              "a .jsonl path or 'pubmed'")
+        docs = [replace(d, keyphrases=clean_phrases(d.keyphrases)) for d in docs]
         empty = [d for d in docs if not d.text.strip()]
         if empty:
             log.warning("%s: %d documents without text left out (e.g. %s)", source, len(empty), empty[0].doc_id)
             docs = [d for d in docs if d.text.strip()]
         if max_docs is not None and len(docs) > max_docs:
-            import hashlib
-
             # salted: the unsalted hash is what split_of uses, and would pick validation documents first
-            docs = sorted(docs, key=lambda d: hashlib.sha256(f"sample:{d.doc_id}".encode()).digest())[:max_docs]
+            docs = sorted(docs, key=lambda d: hashlib.sha256(f"sample:{training_key(d)}".encode()).digest())[:max_docs]
         out[source] = SourceDocs(docs, len(empty))
     return out
+
+
+def train_val_docs(config: Any) -> tuple[list[GoldDocument], list[GoldDocument], dict[str, Any]]:
+    """The labelled documents of a run (a ``TrainConfig``): ``(train, validation, summary per source)``."""
+    sources = load_sources(config.train_data, lake_dir=config.lake_dir, exclude_doc_ids=config.exclude_doc_ids,
+                           shared_data_dir=config.shared_data_dir, max_docs=config.max_docs)
+    train_docs: list[GoldDocument] = []
+    val_docs: list[GoldDocument] = []
+    summary: dict[str, Any] = {}
+    for name, source in sources.items():
+        tr, va = split_docs(source, config.val_fraction)
+        train_docs += tr
+        val_docs += va
+        summary[name] = {"docs": len(source), "train_docs": len(tr), "val_docs": len(va),
+                         "empty_text_left_out": source.n_empty,
+                         "phrases": sum(len(d.keyphrases) for d in source)}
+    if not train_docs:
+        raise ValueError(f"no training documents in {config.train_data}")
+    if config.max_val_docs is not None:
+        val_docs = val_docs[: config.max_val_docs]
+    if not val_docs:
+        log.warning("no validation documents (split_of gave none): no early stopping, the last model is kept")
+    return train_docs, val_docs, summary
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlan:
+    """The training sources of a run, resolved and counted before any model is loaded."""
+
+    sources: list[str]
+    docs: dict[str, int]
+    empty: list[str] = field(default_factory=list)
+    lake_dir: str | None = None
+
+
+def plan_training_data(
+    train_data: Sequence[str] | None,
+    *,
+    lake_dir: Path,
+    shared_data_dir: Path | None = None,
+    exclude_doc_ids: Collection[str] = (),
+    max_docs: int | None = None,
+) -> DataPlan:
+    """Resolve and load the training sources once, so that a bad name fails before training starts.
+
+    Default sources: :data:`DEFAULT_TRAIN_DATA`, plus ``pubmed`` when the lake has documents. Sources without a
+    single document (e.g. no author keyword in the ingested PubMed records) are left out and listed in ``empty``.
+    """
+    from kpe.shards import document_shard_files
+
+    lake_has_docs = bool(document_shard_files(Path(lake_dir)))
+    sources = list(train_data) if train_data else [*DEFAULT_TRAIN_DATA, *([SILVER] if lake_has_docs else [])]
+    if SILVER in sources and not lake_has_docs:
+        raise ValueError(f"training source {SILVER!r} needs ingested documents, but {lake_dir} has no shards")
+    loaded = load_sources(sources, lake_dir=Path(lake_dir) if SILVER in sources else None,
+                          exclude_doc_ids=exclude_doc_ids, shared_data_dir=shared_data_dir, max_docs=max_docs)
+    counts = {name: len(docs) for name, docs in loaded.items()}
+    kept = [s for s in sources if counts.get(Path(s).stem if s.endswith(".jsonl") else s, 1) > 0]
+    if not kept or not any(counts.values()):
+        raise ValueError(f"no training documents in {sources}")
+    return DataPlan(sources=kept, docs=counts, empty=[s for s in sources if s not in kept],
+                    lake_dir=str(lake_dir) if SILVER in kept else None)

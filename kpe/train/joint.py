@@ -1,4 +1,5 @@
-"""A span model in the spirit of BERT-JointKPE (Sun et al. 2020): chunking + ranking over n-grams of words.
+"""The ``joint`` model kind: a span model in the spirit of BERT-JointKPE (Sun et al. 2020), chunking + ranking
+over n-grams of words. Its extraction methods: ``joint`` (below) and the shared ``keybert-ft``.
 
 Words are the tokenizer's words with connector-joined pieces merged back ("anti", "-", "spam" -> "anti-spam");
 a word vector is its first sub-token (or the mean of its sub-tokens). For each n = 1..``max_ngram`` a Conv1d of
@@ -9,7 +10,7 @@ width n turns word vectors into n-gram vectors. Two heads read them:
   (and, at prediction time, over the windows of the document); a pairwise hinge (margin ranking) loss
   pushes every keyphrase above every non-keyphrase of the same window.
 
-Labels come from stemmed matching (``kpe.evaluate.metrics.phrase_key``), the rule the evaluation uses. Candidate
+Labels come from stemmed matching (``kpe.phrases.phrase_key``), the rule the evaluation uses. Candidate
 n-grams start and end on a word with a letter or digit and never cross sentence punctuation.
 
 Saved in Hugging Face layout: the encoder with ``save_pretrained`` (plus tokenizer), the heads in
@@ -29,10 +30,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kpe.datasets import GoldDocument
 from kpe.extract.methods import Keyphrase
-from kpe.evaluate.metrics import phrase_key
+from kpe.phrases import phrase_key
 from kpe.train.alignment import AlignmentStats, Window, join_words, tokenize_windows
-from kpe.train.data import KeyphraseDoc
+from kpe.train.kinds import KindSetup, add_alignment, keyphrase_metrics
+from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.predict import DEFAULT_TOP_N, device_of, option
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class Unit:
 
 
 def phrase_id(phrase: str) -> str:
-    """The matching key of a phrase as a string (``kpe.evaluate.metrics.phrase_key``: hyphens split, stemmed)."""
+    """The matching key of a phrase as a string (``kpe.phrases.phrase_key``: hyphens split, stemmed)."""
     return " ".join(phrase_key(phrase))
 
 
@@ -130,7 +134,7 @@ def _feature(jw: JointWindow, gold: set[str]) -> dict[str, Any]:
     }
 
 
-def joint_features(docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, stride: int, max_ngram: int
+def joint_features(docs: Sequence[GoldDocument], tokenizer: Any, max_length: int, stride: int, max_ngram: int
                    ) -> tuple[list[dict[str, Any]], dict[str, AlignmentStats]]:
     """Training examples (one per window) and, per dataset, how many gold phrases match no candidate n-gram."""
     features = []
@@ -304,9 +308,13 @@ class JointKPE(nn.Module):
         index = torch.where(valid, ngram_phrase, torch.full_like(ngram_phrase, n_phrases))
         neg_inf = torch.finfo(rank_scores.dtype).min
         phrase_scores = rank_scores.new_full((rank_scores.shape[0], n_phrases + 1), neg_inf)
-        phrase_scores = phrase_scores.scatter_reduce(1, index, rank_scores, reduce="amax", include_self=True)[:, :n_phrases]
+        phrase_scores = phrase_scores.scatter_reduce(
+            1, index, rank_scores, reduce="amax", include_self=True
+        )[:, :n_phrases]
         phrase_chunk = chunk_logits.new_full((chunk_logits.shape[0], n_phrases + 1), neg_inf)
-        phrase_chunk = phrase_chunk.scatter_reduce(1, index, chunk_logits, reduce="amax", include_self=True)[:, :n_phrases]
+        phrase_chunk = phrase_chunk.scatter_reduce(
+            1, index, chunk_logits, reduce="amax", include_self=True
+        )[:, :n_phrases]
         loss = chunk_loss = rank_loss = None
         if phrase_labels is not None:
             gathered = torch.gather(phrase_labels, 1, index.clamp(max=n_phrases - 1))
@@ -385,8 +393,71 @@ def select_keyphrases(candidates: Sequence[PhraseScore], top_n: int = 10, thresh
 
 def save_joint(model: JointKPE, tokenizer: Any, model_dir: Path) -> None:
     """Save model + tokenizer; SentenceTransformer loads the same dir (mean pooling over the encoder)."""
-    from kpe.train.predict import write_sentence_transformer_files
-
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     write_sentence_transformer_files(model_dir, model.encoder.config.hidden_size, tokenizer)
+
+
+def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
+    """A joint run: n-gram labels per window, fresh heads on ``base``, validation F1@5."""
+    from kpe.train.data import train_val_docs
+
+    train_docs, val_docs, summary = train_val_docs(config)
+    features, stats = joint_features(train_docs, tokenizer, config.max_length, config.stride, config.max_ngram)
+    add_alignment(summary, stats)
+    model = JointKPE.from_base(base, max_ngram=config.max_ngram, word_pooling=config.word_pooling,
+                               rank_margin=config.rank_margin)
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        if not val_docs:
+            return {}
+        cands = score_candidates(m, tokenizer, [d.text for d in val_docs], max_length=config.max_length,
+                                 stride=config.stride, batch_size=config.eval_batch_size)
+        return keyphrase_metrics([[k.phrase for k in select_keyphrases(c)] for c in cands], val_docs)
+
+    def save(m: torch.nn.Module, model_dir: Path) -> None:
+        m.encoder.config.kpe_max_length = config.max_length
+        m.encoder.config.kpe_stride = config.stride
+        save_joint(m, tokenizer, model_dir)
+
+    return KindSetup(model, features, JointCollator(tokenizer, config.max_ngram), evaluate, save,
+                     is_head=lambda name: not name.startswith("encoder."), data_summary=summary)
+
+
+# ----------------------------------------------------------------------------------------------- extraction
+
+class JointExtractor:
+    """The ``joint`` method: keyphrases from the span ranker above."""
+
+    name = "joint"
+
+    def __init__(self, model_path: str | Path, top_n: int = DEFAULT_TOP_N, threshold: float = 0.5,
+                 batch_size: int = 32, device: torch.device | str = "cpu"):
+        from transformers import AutoTokenizer
+
+        self.model_path = require_model_dir(model_path, self.name)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = JointKPE.from_pretrained(self.model_path).to(device).eval()
+        self.max_length = int(getattr(self.model.config, "kpe_max_length", 256))
+        self.stride = int(getattr(self.model.config, "kpe_stride", 64))
+        self.top_n = top_n
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+
+    def extract(self, docs: list[str]) -> list[list[Keyphrase]]:
+        """Accepted spans by ranking score, topped up to ``top_n``."""
+        out: list[list[Keyphrase]] = [[] for _ in docs]
+        keep = [i for i, d in enumerate(docs) if d and d.strip()]
+        scored = score_candidates(self.model, self.tokenizer, [docs[i] for i in keep], max_length=self.max_length,
+                                  stride=self.stride, batch_size=self.batch_size, device=self.device)
+        for i, cands in zip(keep, scored):
+            out[i] = select_keyphrases(cands, self.top_n, self.threshold)
+        return out
+
+
+def build_joint(model_path: str | None, config: Any = None) -> JointExtractor:
+    """The ``joint`` method: a model dir saved by ``kpe.train`` (kind ``joint``)."""
+    return JointExtractor(model_path, top_n=int(option(config, "top_n", DEFAULT_TOP_N)),
+                          threshold=float(option(config, "threshold", 0.5)),
+                          batch_size=int(option(config, "batch_size", 32)), device=device_of(config))

@@ -1,4 +1,5 @@
-"""Domain-adaptive masked-LM pretraining on the ingested corpus, producing an encoder dir for tagger / joint.
+"""The ``mlm`` model kind: domain-adaptive masked-LM pretraining on the ingested corpus, producing an encoder
+dir for tagger / joint (it offers no extraction method of its own).
 
 Masking is ``DataCollatorForLanguageModeling`` (15 %, 80/10/10); ``whole_word_mask=True`` masks whole words
 (its implementation uses the offset mapping and always replaces with ``[MASK]``). ``nsp=True`` adds BERT's
@@ -9,6 +10,7 @@ checkpoints such as all-MiniLM-L6-v2 ship no MLM head: it starts fresh (logged).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -17,7 +19,9 @@ from typing import Any
 
 import torch
 
-from kpe.train.data import KeyphraseDoc
+from kpe.datasets import GoldDocument
+from kpe.train.kinds import KindSetup
+from kpe.train.model_files import write_sentence_transformer_files
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def load_mlm_model(base: str, nsp: bool = False) -> Any:
     return model
 
 
-def mlm_features(docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, stride: int,
+def mlm_features(docs: Sequence[GoldDocument], tokenizer: Any, max_length: int, stride: int,
                  whole_word_mask: bool = False) -> list[dict[str, list[int]]]:
     """One example per window of each text (with ``offset_mapping`` when whole-word masking needs it)."""
     features = []
@@ -65,7 +69,7 @@ def _sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text) if s.strip()]
 
 
-def nsp_features(docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, seed: int = 42
+def nsp_features(docs: Sequence[GoldDocument], tokenizer: Any, max_length: int, seed: int = 42
                  ) -> list[dict[str, list[int] | int]]:
     """Sentence-pair examples: the first half of a text with its second half (label 0) or another text's (1)."""
     rng = random.Random(seed)
@@ -124,8 +128,65 @@ class MLMCollator:
 
 def save_encoder(model: Any, tokenizer: Any, model_dir: Path) -> None:
     """Save the pretrained model (MLM head included) so tagger / joint / SentenceTransformer can start from it."""
-    from kpe.train.predict import write_sentence_transformer_files
-
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     write_sentence_transformer_files(model_dir, model.config.hidden_size, tokenizer)
+
+
+def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
+    """An MLM run: the lake's documents plus the texts of ``train_data`` benchmarks (PubMed dev split held out),
+    masked with a fixed-seed validation set; the metric is the negated validation loss."""
+    from kpe.train.data import SILVER, corpus_texts, load_sources, split_docs
+
+    corpus = corpus_texts(config.lake_dir, config.exclude_doc_ids)
+    if config.max_docs is not None:
+        corpus = corpus[: config.max_docs]
+    summary: dict[str, Any] = {"lake": {"docs": len(corpus)}} if config.lake_dir else {}
+    benchmarks = [s for s in config.train_data if s != SILVER]
+    if benchmarks:
+        for name, source in load_sources(benchmarks, shared_data_dir=config.shared_data_dir,
+                                         max_docs=config.max_docs).items():
+            corpus += source
+            summary[name] = {"docs": len(source), "empty_text_left_out": source.n_empty}
+    train_docs, val_docs = split_docs(corpus, config.val_fraction)
+    if config.max_val_docs is not None:
+        val_docs = val_docs[: config.max_val_docs]
+    if not train_docs:
+        raise ValueError("mlm: empty corpus (no lake documents and no benchmark texts)")
+    if config.nsp:
+        features = nsp_features(train_docs, tokenizer, config.max_length, config.seed)
+        val_features = nsp_features(val_docs, tokenizer, config.max_length, config.seed)
+    else:
+        features = mlm_features(train_docs, tokenizer, config.max_length, config.stride, config.whole_word_mask)
+        val_features = mlm_features(val_docs, tokenizer, config.max_length, config.stride, config.whole_word_mask)
+    summary["corpus"] = {"train_docs": len(train_docs), "val_docs": len(val_docs), "train_windows": len(features),
+                         "whole_word_mask": config.whole_word_mask, "nsp": config.nsp}
+    model = load_mlm_model(base, nsp=config.nsp)
+    collate = MLMCollator(tokenizer, config.mlm_probability, config.whole_word_mask)
+    # The validation masks are drawn once, with a fixed seed, so every evaluation sees the same batches.
+    val_collate = MLMCollator(tokenizer, config.mlm_probability, config.whole_word_mask, seed=config.seed)
+    val_batches = [val_collate(val_features[i:i + config.eval_batch_size])
+                   for i in range(0, len(val_features), config.eval_batch_size)]
+
+    @torch.no_grad()
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        if not val_batches:
+            return {}
+        was_training = m.training
+        m.eval()
+        device = next(m.parameters()).device
+        total, n = 0.0, 0
+        for batch in val_batches:
+            out = m(**{k: v.to(device) for k, v in batch.items()})
+            total += float(out.loss) * len(batch["input_ids"])
+            n += len(batch["input_ids"])
+        if was_training:
+            m.train()
+        loss = total / n
+        return {"neg_val_loss": -loss, "val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    def save(m: torch.nn.Module, model_dir: Path) -> None:
+        save_encoder(m, tokenizer, model_dir)
+
+    return KindSetup(model, features, collate, evaluate, save, is_head=lambda name: name.startswith("cls."),
+                     data_summary=summary)

@@ -1,12 +1,18 @@
-"""Keyphrase tagger: an encoder with a token-classification head (O/B/I) and its span decoding.
+"""The ``tagger`` model kind: an encoder with a token-classification head (O/B/I), its spans, its methods.
 
-Spans are decoded from word-level BIO probabilities (averaged over overlapping windows), scored by the mean or
-the minimum ("bucket" pooling of BERT-KPE) of the probabilities of their tags, deduplicated by
-``kpe.phrases.normalize_phrase`` keeping the best score, and ranked.
+* data: one example per token window, BIO labels on first sub-tokens (``kpe.train.alignment``);
+* model and loss: ``AutoModelForTokenClassification`` with 3 labels, cross-entropy;
+* decoder: spans from word-level BIO probabilities (averaged over overlapping windows), scored by the mean or
+  the minimum ("bucket" pooling of BERT-KPE) of the probabilities of their tags, deduplicated by
+  ``kpe.phrases.normalize_phrase`` keeping the best score, and ranked;
+* extraction methods: ``tagger`` (the decoded spans) and ``hybrid`` (tagger spans re-ranked with the cosine of
+  the fine-tuned encoder, its weight tuned after training on the validation slice), plus the shared
+  ``keybert-ft`` (``kpe.train.predict``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,12 +21,19 @@ from typing import Any
 
 import torch
 
+from kpe.datasets import GoldDocument
 from kpe.extract.methods import Keyphrase
 from kpe.phrases import normalize_phrase
-from kpe.train.alignment import B, I, LABELS, O, AlignmentStats, bio_labels, gold_spans, join_words, tokenize_windows
-from kpe.train.data import KeyphraseDoc
+from kpe.train.alignment import LABELS, AlignmentStats, B, I, bio_labels, gold_spans, join_words, tokenize_windows
+from kpe.train.kinds import KindSetup, add_alignment, keyphrase_metrics
+from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.predict import DEFAULT_TOP_N, device_of, engine_options, option
 
 log = logging.getLogger(__name__)
+
+HYBRID_FILE = "hybrid.json"
+DEFAULT_HYBRID_WEIGHT = 0.5
+HYBRID_CANDIDATES = 30
 
 
 def load_tagger_model(base: str) -> Any:
@@ -36,9 +49,10 @@ def load_tagger_model(base: str) -> Any:
 
 
 def tagger_features(
-    docs: Sequence[KeyphraseDoc], tokenizer: Any, max_length: int, stride: int
+    docs: Sequence[GoldDocument], tokenizer: Any, max_length: int, stride: int
 ) -> tuple[list[dict[str, list[int]]], dict[str, AlignmentStats]]:
-    """One training example per window (``input_ids``, ``attention_mask``, ``labels``) and alignment stats per dataset."""
+    """One training example per window (``input_ids``, ``attention_mask``, ``labels``) and alignment stats
+    per dataset."""
     features = []
     stats: dict[str, AlignmentStats] = {}
     for doc in docs:
@@ -188,8 +202,6 @@ def predict_keyphrases(model: Any, tokenizer: Any, texts: Sequence[str], *, max_
 
 def save_tagger(model: Any, tokenizer: Any, model_dir: Path, extra_config: dict[str, Any] | None = None) -> None:
     """Hugging Face layout (``save_pretrained`` + tokenizer); SentenceTransformer loads the same dir (mean pooling)."""
-    from kpe.train.predict import write_sentence_transformer_files
-
     model_dir = Path(model_dir)
     if extra_config:
         for key, value in extra_config.items():
@@ -199,5 +211,198 @@ def save_tagger(model: Any, tokenizer: Any, model_dir: Path, extra_config: dict[
     write_sentence_transformer_files(model_dir, model.config.hidden_size, tokenizer)
 
 
-__all__ = ["O", "B", "I", "load_tagger_model", "tagger_features", "decode_spans", "rank_spans", "soft_spans",
-           "rank_keyphrases", "word_probabilities", "predict_keyphrases", "save_tagger"]
+def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
+    """A tagger run: windows with BIO labels, a fresh classification head on ``base``, validation F1@5."""
+    from transformers import DataCollatorForTokenClassification
+
+    from kpe.train.data import train_val_docs
+
+    train_docs, val_docs, summary = train_val_docs(config)
+    features, stats = tagger_features(train_docs, tokenizer, config.max_length, config.stride)
+    add_alignment(summary, stats)
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        if not val_docs:
+            return {}
+        preds = predict_keyphrases(m, tokenizer, [d.text for d in val_docs], max_length=config.max_length,
+                                   stride=config.stride, batch_size=config.eval_batch_size,
+                                   pooling=config.score_pooling, fill_to=10)
+        return keyphrase_metrics([[k.phrase for k in p] for p in preds], val_docs)
+
+    def save(m: torch.nn.Module, model_dir: Path) -> None:
+        save_tagger(m, tokenizer, model_dir, {"kpe_kind": "tagger", "kpe_score_pooling": config.score_pooling,
+                                              "kpe_max_length": config.max_length, "kpe_stride": config.stride})
+
+    def finish(model_dir: Path) -> dict[str, Any]:
+        return {"hybrid": _tune_hybrid(model_dir, val_docs)}
+
+    return KindSetup(load_tagger_model(base), features, DataCollatorForTokenClassification(tokenizer), evaluate,
+                     save, is_head=lambda name: name.startswith("classifier"), data_summary=summary,
+                     finish=finish if config.tune_hybrid and val_docs else None)
+
+
+def _tune_hybrid(model_dir: Path, docs: list[GoldDocument]) -> dict[str, Any]:
+    """Tune the hybrid weight on the validation slice of the training data (never on a benchmark dev set)."""
+    try:
+        return tune_hybrid_weight(model_dir, docs)
+    except Exception as exc:  # noqa: BLE001 - the model is saved; a failed extra step must not lose the run
+        log.warning("hybrid weight not tuned (hybrid will use its default): %s: %s", type(exc).__name__, exc)
+        return {"tuned": False, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+# ----------------------------------------------------------------------------------------------- extraction
+
+class TaggerExtractor:
+    """The ``tagger`` method: keyphrases from a fine-tuned token-classification model (the decoder above)."""
+
+    name = "tagger"
+
+    def __init__(self, model_path: str | Path, top_n: int = DEFAULT_TOP_N, fill: bool = True, batch_size: int = 32,
+                 device: torch.device | str = "cpu", pooling: str | None = None):
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.model_path = require_model_dir(model_path, self.name)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = AutoModelForTokenClassification.from_pretrained(self.model_path).to(device).eval()
+        cfg = self.model.config
+        self.max_length = int(getattr(cfg, "kpe_max_length", 256))
+        self.stride = int(getattr(cfg, "kpe_stride", 64))
+        self.pooling = pooling or getattr(cfg, "kpe_score_pooling", "mean")
+        self.top_n = top_n
+        self.fill = fill
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+
+    def word_probabilities(
+        self, docs: Sequence[str]
+    ) -> list[tuple[dict[int, tuple[int, int]], dict[int, torch.Tensor]]]:
+        """Word spans and averaged O/B/I probabilities per document."""
+        return word_probabilities(self.model, self.tokenizer, docs, self.max_length, self.stride,
+                                  self.batch_size, self.device)
+
+    def extract(self, docs: list[str]) -> list[list[Keyphrase]]:
+        """Decoded spans, best first (topped up to ``top_n`` with soft spans when ``fill``)."""
+        out: list[list[Keyphrase]] = [[] for _ in docs]
+        keep = [i for i, d in enumerate(docs) if d and d.strip()]
+        for i, (spans, probs) in zip(keep, self.word_probabilities([docs[i] for i in keep])):
+            out[i] = rank_keyphrases(docs[i], spans, probs, self.pooling, self.top_n if self.fill else 0)
+        return out
+
+
+def build_tagger(model_path: str | None, config: Any = None) -> TaggerExtractor:
+    """The ``tagger`` method: a model dir saved by ``kpe.train`` (kind ``tagger``)."""
+    return TaggerExtractor(model_path, top_n=int(option(config, "top_n", DEFAULT_TOP_N)),
+                           fill=bool(option(config, "fill", True)), batch_size=int(option(config, "batch_size", 32)),
+                           device=device_of(config))
+
+
+class HybridExtractor:
+    """The tagger proposes candidates (its decoded spans, its best soft spans and, with ``ngrams=True``, the
+    engine's stop-word-bounded n-grams); they are ranked by ``weight * tagger score + (1 - weight) * cosine``,
+    the cosine between phrase and document embeddings of the fine-tuned encoder computed by the KeyBERT
+    engine's ranker (``kpe.extract.engine``, with its embedding cache)."""
+
+    name = "hybrid"
+
+    def __init__(self, model_path: str | Path, top_n: int = DEFAULT_TOP_N, weight: float | None = None,
+                 n_candidates: int = HYBRID_CANDIDATES, ngrams: bool = False, batch_size: int = 32,
+                 device: torch.device | str = "cpu", engine_options: dict[str, Any] | None = None):
+        from kpe.extract.config import ExtractionConfig
+        from kpe.extract.engine import KeyphraseEngine
+
+        self.tagger = TaggerExtractor(model_path, top_n=top_n, batch_size=batch_size, device=device)
+        options = {**(engine_options or {}), "top_n": 1000, "prefilter": "none", "diversity": None,
+                   "use_maxsum": False, "drop_subphrases": False, "candidate_embedding": "phrase",
+                   "device": str(device)}
+        self.engine = KeyphraseEngine(ExtractionConfig(**options), model_path=str(self.tagger.model_path))
+        if weight is None:
+            weight = stored_hybrid_weight(self.tagger.model_path)
+        self.weight = float(weight)
+        self.top_n = top_n
+        self.n_candidates = n_candidates
+        self.ngrams = ngrams
+
+    def candidates(self, docs: Sequence[str]) -> list[list[tuple[str, float, float]]]:
+        """Per document: ``(phrase, tagger score, cosine)`` for every candidate."""
+        proposals = []
+        for doc, (spans, probs) in zip(docs, self.tagger.word_probabilities(docs)):
+            decoded = rank_spans(decode_spans(doc, spans, probs, self.tagger.pooling))
+            soft = rank_spans(soft_spans(doc, spans, probs, self.tagger.pooling))
+            best: dict[str, tuple[str, float]] = {}
+            for span in [*decoded, *soft[: self.n_candidates]]:
+                key = normalize_phrase(span.phrase)
+                if key not in best or span.score > best[key][1]:
+                    best[key] = (span.phrase, span.score)
+            if self.ngrams:
+                soft_score = {normalize_phrase(s.phrase): s.score for s in reversed(soft)}
+                for cand in self.engine.candidates([doc])[0]:
+                    key = normalize_phrase(cand.phrase)
+                    if key and key not in best:
+                        best[key] = (cand.phrase, soft_score.get(key, 0.0))
+            proposals.append(best)
+        ranked = self.engine.ranker.rank(list(docs), [[p for p, _ in best.values()] for best in proposals])
+        out = []
+        for best, cosines in zip(proposals, ranked):
+            cosine = {normalize_phrase(k.phrase): k.score for k in cosines}
+            out.append([(p, s, cosine.get(key, 0.0)) for key, (p, s) in best.items()])
+        return out
+
+    @staticmethod
+    def combine(cands: Sequence[tuple[str, float, float]], weight: float, top_n: int) -> list[Keyphrase]:
+        """Rank by ``weight * tagger score + (1 - weight) * cosine``."""
+        scored = sorted(((weight * s + (1 - weight) * c, p) for p, s, c in cands), key=lambda x: -x[0])
+        return [Keyphrase(p, float(score)) for score, p in scored[:top_n]]
+
+    def extract(self, docs: list[str]) -> list[list[Keyphrase]]:
+        """Top ``top_n`` candidates by the combined score."""
+        out: list[list[Keyphrase]] = [[] for _ in docs]
+        keep = [i for i, d in enumerate(docs) if d and d.strip()]
+        for i, cands in zip(keep, self.candidates([docs[i] for i in keep])):
+            out[i] = self.combine(cands, self.weight, self.top_n)
+        return out
+
+
+def stored_hybrid_weight(model_dir: Path | str) -> float:
+    """The hybrid weight tuned at training time (``hybrid.json``), else the default 0.5 (logged)."""
+    path = Path(model_dir) / HYBRID_FILE
+    if path.is_file():
+        return float(json.loads(path.read_text())["weight"])
+    log.warning("no %s in %s: hybrid uses weight %.2f", HYBRID_FILE, model_dir, DEFAULT_HYBRID_WEIGHT)
+    return DEFAULT_HYBRID_WEIGHT
+
+
+def build_hybrid(model_path: str | None, config: Any = None) -> HybridExtractor:
+    """The ``hybrid`` method: a tagger model dir (its tagger, its encoder, its tuned weight)."""
+    weight = option(config, "hybrid_weight", None)
+    return HybridExtractor(model_path, top_n=int(option(config, "top_n", DEFAULT_TOP_N)),
+                           weight=None if weight is None else float(weight),
+                           ngrams=bool(option(config, "hybrid_ngrams", False)),
+                           batch_size=int(option(config, "batch_size", 32)), device=device_of(config),
+                           engine_options={k: v for k, v in engine_options(config).items()
+                                           if k in ("use_cache", "threads", "precision", "batch_tokens")})
+
+
+def tune_hybrid_weight(model_dir: Path | str, docs: Sequence[Any], weights: Sequence[float] | None = None,
+                       top_n: int = DEFAULT_TOP_N) -> dict[str, Any]:
+    """Pick the hybrid weight with the best macro F1@5 (present gold) on ``docs`` and store it in ``hybrid.json``.
+
+    ``docs`` have ``.text``, ``.keyphrases`` and ``.doc_id``: use a slice of the *training* data (the
+    internal validation split), never a benchmark's dev set.
+    """
+    from kpe.evaluate.metrics import evaluate_predictions
+
+    weights = list(weights) if weights is not None else [round(0.1 * i, 1) for i in range(11)]
+    extractor = HybridExtractor(model_dir, top_n=top_n, weight=DEFAULT_HYBRID_WEIGHT,
+                                engine_options={"use_cache": False})  # a new model: nothing to reuse
+    cands = extractor.candidates([d.text for d in docs])
+    scores = {}
+    for w in weights:
+        preds = [[k.phrase for k in HybridExtractor.combine(c, w, top_n)] for c in cands]
+        result = evaluate_predictions(preds, [list(d.keyphrases) for d in docs], [d.text for d in docs], ks=(5, 10))
+        scores[w] = result["macro"]["present"]["f1@5"]
+    best = max(weights, key=lambda w: (scores[w], -abs(w - DEFAULT_HYBRID_WEIGHT)))
+    summary = {"weight": best, "f1@5_by_weight": {str(w): round(s, 4) for w, s in scores.items()},
+               "docs": len(docs), "tuned_on": "validation slice of the training data"}
+    (Path(model_dir) / HYBRID_FILE).write_text(json.dumps(summary, indent=2))
+    log.info("hybrid weight %.1f (F1@5 %.4f on %d training-validation docs)", best, scores[best], len(docs))
+    return summary
