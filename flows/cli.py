@@ -183,17 +183,10 @@ def extraction_settings(pairs: list[str], top_n: int | None = None, fast: bool =
     as the nightly flow's ``config``; a bad key or value is a clear error."""
     from pydantic import ValidationError
 
+    from flows.cli_evaluate import config_pairs
     from kpe.extract.config import ExtractionConfig
 
-    values: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
+    values = config_pairs(pairs)
     if top_n:
         values["top_n"] = top_n
     if not values and not fast:

@@ -77,7 +77,7 @@ def evaluate_command(
         raise typer.BadParameter(
             f"unknown method(s) {', '.join(unknown)}; known: {', '.join(sorted(METHODS))}", param_hint="--method"
         )
-    config = _config_pairs(settings_pairs or [])
+    config = config_pairs(settings_pairs or [])
     settings = get_settings()
     do_store = settings.warehouse_path.is_file() if store is None else store
     console = Console()
@@ -117,7 +117,7 @@ def evaluate_command(
         console.print(rich_table(results))
 
 
-def _config_pairs(pairs: list[str]) -> dict[str, object]:
+def config_pairs(pairs: list[str]) -> dict[str, object]:
     """``--set KEY=VALUE`` pairs as a config dict (values read as JSON where they parse, else as text)."""
     values: dict[str, object] = {}
     for pair in pairs:
