@@ -25,6 +25,7 @@ from kpe.sources.semantic_scholar.jsonl import (
     counted,
     id_problem,
     json_lines,
+    records_with_corpus_id,
     s2_external_ids,
     snippet,
 )
@@ -112,15 +113,11 @@ class _AbstractIndex:
 def _index_abstracts(files: Sequence[Path], index: _AbstractIndex) -> Iterator[BadRecord]:
     batch: list[tuple[int, str | None]] = []
     for path in files:
-        for line_no, obj, raw in json_lines(path):
-            if isinstance(obj, BadRecord):
-                yield obj
+        for item in records_with_corpus_id(path, "abstracts"):
+            if isinstance(item, BadRecord):
+                yield item
                 continue
-            corpusid = corpus_id(obj.get("corpusid"))
-            if corpusid is None:
-                yield BadRecord(SOURCE, None, f"abstracts record without a valid corpusid at line {line_no}"
-                                f"{id_problem(obj.get('corpusid'))}", snippet(raw))
-                continue
+            corpusid, obj, _raw = item
             batch.append((corpusid, as_text(obj.get("abstract"))))
             if len(batch) >= 10_000:
                 index.put_many(batch)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from kpe.records import BadRecord, Deletion, SourceItem
-from kpe.sources.semantic_scholar.jsonl import SOURCE, corpus_id, counted, id_problem, json_lines, snippet
+from kpe.sources.semantic_scholar.jsonl import SOURCE, counted, records_with_corpus_id
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,6 @@ def iter_s2_delete_file(path: Path) -> Iterator[SourceItem]:
 
 
 def _iter_deletes(path: Path) -> Iterator[SourceItem]:
-    for line_no, obj, raw in json_lines(path):
-        if isinstance(obj, BadRecord):
-            yield obj
-            continue
-        corpusid = corpus_id(obj.get("corpusid"))
-        if corpusid is None:
-            yield BadRecord(SOURCE, None, f"delete record without a valid corpusid at line {line_no}"
-                            f"{id_problem(obj.get('corpusid'))}", snippet(raw))
-        else:
-            yield Deletion(SOURCE, str(corpusid))
+    for item in records_with_corpus_id(path, "delete"):
+        yield item if isinstance(item, BadRecord) else Deletion(SOURCE, str(item[0]))
 

@@ -176,6 +176,21 @@ def id_problem(value: Any) -> str:
     return f": {str(value)[:40]!r} is not an id in 1..2^63-1"
 
 
+def records_with_corpus_id(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any], str] | BadRecord]:
+    """Each JSON line of ``path`` as ``(corpusid, obj, raw)``; a line that is not JSON, or whose ``corpusid`` is not
+    valid, comes as a ``BadRecord`` ("<what> record without a valid corpusid at line N ...")."""
+    for line_no, obj, raw in json_lines(path):
+        if isinstance(obj, BadRecord):
+            yield obj
+            continue
+        corpusid = corpus_id(obj.get("corpusid"))
+        if corpusid is None:
+            yield BadRecord(SOURCE, None, f"{what} record without a valid corpusid at line {line_no}"
+                            f"{id_problem(obj.get('corpusid'))}", snippet(raw))
+        else:
+            yield corpusid, obj, raw
+
+
 def s2_external_ids(raw: Any, names: dict[str, str] | None = None) -> dict[str, str]:
     """S2 ``externalIds`` with keys lowercased and renamed (``PubMed`` -> ``pmid``, ``CorpusId`` -> ``s2``...)."""
     names = names or _EXTERNAL_ID_NAMES

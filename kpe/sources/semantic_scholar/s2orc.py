@@ -13,10 +13,9 @@ from kpe.sources.semantic_scholar.jsonl import (
     SOURCE,
     as_int,
     as_text,
-    corpus_id,
     counted,
-    id_problem,
     json_lines,
+    records_with_corpus_id,
     s2_external_ids,
     snippet,
 )
@@ -83,15 +82,11 @@ def iter_s2orc_fulltext(path: Path) -> Iterator[SourceItem]:
 
 
 def _iter_s2orc_fulltext(path: Path) -> Iterator[SourceItem]:
-    for line_no, obj, raw in json_lines(path):
-        if isinstance(obj, BadRecord):
-            yield obj
+    for item in records_with_corpus_id(path, "s2orc"):
+        if isinstance(item, BadRecord):
+            yield item
             continue
-        corpusid = corpus_id(obj.get("corpusid"))
-        if corpusid is None:
-            yield BadRecord(SOURCE, None, f"s2orc record without a valid corpusid at line {line_no}"
-                            f"{id_problem(obj.get('corpusid'))}", snippet(raw))
-            continue
+        corpusid, obj, raw = item
         content = obj.get("content") if isinstance(obj.get("content"), dict) else {}
         text = content.get("text") if isinstance(content.get("text"), str) else ""
         annotations = content.get("annotations") if isinstance(content.get("annotations"), dict) else {}
