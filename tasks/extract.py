@@ -18,7 +18,7 @@ from prefect.cache_policies import NONE
 
 from kpe.extract.batches import DocumentResult, PendingDocument, extract_batch
 from kpe.extract.config import ExtractionConfig
-from kpe.extract.encoder import resolve_device, resolve_precision
+from kpe.extract.encoder import resolve_device, resolved_precision
 from kpe.extract.methods import Extractor, build_extractor
 from kpe.registry import ExtractionModel, current_extraction_model
 from kpe.settings import get_settings
@@ -57,8 +57,7 @@ def prepare_run_task(run_id: str | None, config: dict[str, Any] | None) -> RunPl
     """Close runs a killed process left ``running``, record this run (model, config, precision, device), remove
     the keyphrases of deleted documents, and count what is pending."""
     cfg = ExtractionConfig.model_validate(config or {})
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    device, precision = resolve_device(cfg.device), resolved_precision(cfg)
     run_id = run_id or str(uuid.uuid4())
     with connect(get_settings().warehouse_path) as con:
         model = current_extraction_model(production_model(con))

@@ -53,11 +53,6 @@ def _phase_params(phase: str, model_version: str, config_hash: str) -> list[Any]
     return [model_version, config_hash] if phase == "stale" else []
 
 
-def count_pending(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str) -> int:
-    """How many documents are new, changed, or were extracted with another model version or config."""
-    return sum(count_pending_by_phase(con, model_version, config_hash).values())
-
-
 def count_pending_by_phase(con: duckdb.DuckDBPyConnection, model_version: str, config_hash: str) -> dict[str, int]:
     """Pending documents per phase: ``{"fresh": new or changed, "stale": another model version or config}``."""
     row = con.execute(
