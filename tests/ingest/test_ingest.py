@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from ingest_support import ingest_specs
 from lxml import etree
+from support.ingest import ingest_specs
 
 from kpe.ingest import ingest_unit
 from kpe.inputs import InputSpec, pubmed_specs, unit_from_spec

@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from prefect_server import VENV_BIN, prefect_env, prefect_server, running
+from support.prefect_server import VENV_BIN, prefect_env, prefect_server, running
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: int = 300) -> str:

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from lxml import etree
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYPHRASE_ROWS = "SELECT doc_id, rank, keyphrase, normalized, score FROM keyphrases ORDER BY doc_id, rank"
 
 

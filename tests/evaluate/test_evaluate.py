@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli_evaluate import evaluate_command, export_silver_command
+from flows.cli.evaluate import evaluate_command, export_silver_command
 from kpe.datasets import BenchmarkFormatError, load_jsonl
 from kpe.evaluate.metrics import evaluate_predictions, occurs_in, phrase_key, unique_keys
 from kpe.extract.methods import document_text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ingest_support import ingest_specs
+from support.ingest import ingest_specs
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -161,7 +161,7 @@ def test_ctrl_c_stops_a_long_query_cleanly(warehouse: Path, kpe_env: Path) -> No
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "sql", "SELECT sum(a.range * b.range) FROM range(2000000) a, "
-         "range(2000000) b"], cwd=Path(__file__).resolve().parents[1], env=dict(os.environ, COLUMNS="200"),
+         "range(2000000) b"], cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, COLUMNS="200"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(8)  # start-up (imports) and into the query
     assert proc.poll() is None, proc.communicate()[0]

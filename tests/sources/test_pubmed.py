@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from lxml import etree
-from medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract, record_span, without
+from support.medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract, record_span, without
 
 from kpe.clean import clean_record
 from kpe.records import BadRecord, Deletion, Quarantined, SourceRecord

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from prefect_server import VENV_BIN, free_port, prefect_env, prefect_server, running
+from support.prefect_server import VENV_BIN, free_port, prefect_env, prefect_server, running
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = "SELECT doc_id, rank, keyphrase, normalized, score FROM keyphrases ORDER BY doc_id, rank"
 
 

@@ -1,26 +1,17 @@
-"""`kpe models ...` (list, promote, rollback) and `kpe train`.
-
-The lead wires these into the main CLI::
-
-    app.add_typer(models_app, name="models")
-    app.command("train")(train_command)
-
-The warehouse is ``kpe.settings.get_settings().warehouse_path``.
-"""
+"""``kpe models ...`` (list, promote, rollback) and ``kpe train``."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from flows.environment import apply_defaults
+from flows.cli.console import console, fail
 from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERANCE
 from kpe.registry import current_extraction_model, default_extraction_model
 from kpe.settings import get_settings
@@ -37,19 +28,10 @@ from warehouse.models import (
     rollback,
 )
 
-apply_defaults()
-
 models_app = typer.Typer(
     help="Trained model versions: list them, promote one to production, roll production back.",
     no_args_is_help=True,
 )
-console = Console()
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=1)
-
 
 def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
@@ -94,9 +76,9 @@ def _open(read_only: bool):
     try:
         return connect(path, read_only=read_only)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # duckdb lock held by a running flow, a damaged file...
-        _fail(f"cannot open the warehouse {path}: {exc}")
+        fail(f"cannot open the warehouse {path}: {exc}")
 
 
 @models_app.command("list")
@@ -117,7 +99,7 @@ def list_command(
         try:
             records = list_models(con, status=status)
         except RegistryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         try:
             current = current_extraction_model(production_model(con))
             uses = f"nightly extraction uses [bold]{current.version}[/] (method {current.method})"
@@ -143,13 +125,13 @@ def promote_command(
     with _open(read_only=False) as con:
         record = get_model(con, version)
         if record is None:
-            _fail(f"no model version {version!r} in the registry (see `kpe models list`)")
+            fail(f"no model version {version!r} in the registry (see `kpe models list`)")
         if record.path and not Path(record.path).exists():
-            _fail(f"the files of {version} are missing ({record.path}); not promoting it")
+            fail(f"the files of {version} are missing ({record.path}); not promoting it")
         try:
             promoted = promote(con, version, reason=reason, allow_rejected=force)
         except RegistryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     console.print(f"[green]{promoted.version}[/] is now the production model (method {promoted.method})")
 
 
@@ -163,7 +145,7 @@ def rollback_command(
         try:
             restored = rollback(con, reason=reason)
         except RegistryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     what = restored.version if restored is not None else f"the default encoder ({default_extraction_model().version})"
     console.print(f"rolled back {before.version} (now rejected); nightly extraction now uses {what}")
 
@@ -234,7 +216,7 @@ def train_command(
             learning_rate=learning_rate, keep_checkpoints=keep_checkpoints,
         )
     except ValueError as exc:  # bad kind/method pair, unknown training source, no data
-        _fail(str(exc))
+        fail(str(exc))
     decision = result["decision"]
     table = Table(title=f"gate: {result['version']}")
     for name in ("set", "docs", "candidate F1@5", "production F1@5", "delta"):

@@ -206,7 +206,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     from prefect.client.orchestration import get_client
     from typer.testing import CliRunner
 
-    from flows.cli_models import models_app
+    from flows.cli.models import models_app
     from flows.train import train
     from kpe.registry import PACKAGED_VERSION, current_extraction_model
     from kpe.settings import get_settings

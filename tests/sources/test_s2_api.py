@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from s2_loopback import LoopbackServer, load_cassette
+from support.s2_loopback import LoopbackServer, load_cassette
 
 from kpe.records import SourceRecord
 from kpe.sources.s2_api import S2APIError, S2Client, S2NotFoundError

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from ingest_support import ingest_specs
+from support.ingest import ingest_specs
 
 from kpe.inputs import pubmed_specs
 from warehouse import extraction
 from warehouse.db import WarehouseBusy, connect, writer_lock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(root: Path, shared_data: Path, **extra: str) -> dict[str, str]:

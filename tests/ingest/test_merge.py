@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ingest_support import ingest_specs
+from support.ingest import ingest_specs
 
 from kpe.inputs import pubmed_specs, s2_specs
 from warehouse.db import connect

@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-from ingest_support import ingest_specs
-from medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract
+from support.ingest import ingest_specs
+from support.medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract
 
 from kpe.inputs import pubmed_specs, s2_specs
 from kpe.shards import find_orphans, shard_key
 from warehouse.db import connect
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _state(con) -> tuple[set[str], set[tuple[str | None, str]]]:  # noqa: ANN001

@@ -1,8 +1,4 @@
-"""``kpe evaluate`` and ``kpe export-silver``: plain functions the main typer app registers.
-
-    app.command("evaluate")(evaluate_command)
-    app.command("export-silver")(export_silver_command)
-"""
+"""``kpe evaluate`` and ``kpe export-silver``."""
 
 from __future__ import annotations
 
@@ -13,8 +9,9 @@ from typing import Annotated
 
 import duckdb
 import typer
-from rich.console import Console
 
+from flows.cli.console import console, fail
+from flows.cli.options import config_pairs
 from kpe.datasets import BENCHMARKS
 from kpe.evaluate.harness import evaluate_method, metrics_only
 from kpe.evaluate.report import rich_table
@@ -29,11 +26,6 @@ class SilverSplit(StrEnum):
     dev = "dev"
     train = "train"
     all = "all"
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=1)
 
 
 def evaluate_command(
@@ -80,7 +72,6 @@ def evaluate_command(
     config = config_pairs(settings_pairs or [])
     settings = get_settings()
     do_store = settings.warehouse_path.is_file() if store is None else store
-    console = Console()
     results = []
     pred_handle = None
     if predictions_out is not None:
@@ -91,7 +82,7 @@ def evaluate_command(
             try:
                 dataset, split, docs = load_benchmark_docs(name, limit)
             except (OSError, ValueError, duckdb.Error) as exc:
-                raise _fail(str(exc)) from None
+                fail(str(exc))
             for m in method:
                 try:
                     result = evaluate_method(
@@ -99,7 +90,7 @@ def evaluate_command(
                         batch_size=batch_size,
                     )
                 except (ImportError, OSError, ValueError, RuntimeError) as exc:
-                    raise _fail(f"{m} on {dataset}: {type(exc).__name__}: {exc}") from None
+                    fail(f"{m} on {dataset}: {type(exc).__name__}: {exc}")
                 if pred_handle is not None:
                     for row in result["predictions"]:
                         record = {"id": row["id"], "method": m, "dataset": dataset, "keyphrases": row["keyphrases"]}
@@ -117,20 +108,6 @@ def evaluate_command(
         console.print(rich_table(results))
 
 
-def config_pairs(pairs: list[str]) -> dict[str, object]:
-    """``--set KEY=VALUE`` pairs as a config dict (values read as JSON where they parse, else as text)."""
-    values: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
-    return values
-
-
 def export_silver_command(
     out: Annotated[Path, typer.Option(
         "--out", help="Output JSONL file (id = doc_id, text, keyphrases = author keywords).")],
@@ -143,5 +120,5 @@ def export_silver_command(
     try:
         count = export_silver(warehouse_path, out, split.value, limit)
     except (OSError, ValueError, duckdb.Error) as exc:
-        raise _fail(str(exc)) from None
-    Console(stderr=True).print(f"wrote {count} documents ({split.value}) to {out}")
+        fail(str(exc))
+    console.print(f"wrote {count} documents ({split.value}) to {out}")

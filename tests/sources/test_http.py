@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from s2_loopback import LoopbackServer
+from support.s2_loopback import LoopbackServer
 
 from kpe.sources.http import ChecksumError, HTTPRequestError, download, parse_md5_file, redact_url, resolve_input
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from s2_loopback import LoopbackServer
+from support.s2_loopback import LoopbackServer
 
 from kpe.url_secrets import expand_url_secrets, hide_url_secrets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "ncbi-key-DO-NOT-STORE-9b2e71"
 URL_PATH = "/pubmed/updatefiles/pubmed25n1275.xml.gz"
 
