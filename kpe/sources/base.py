@@ -94,6 +94,26 @@ def download_input(source: str, spec: str, download_dir: Path, **http: Any) -> D
         return _download_failed(source, spec, expanded, exc)
 
 
+def localize_inputs(source: str, inputs: Sequence[str], download_dir: Path,
+                    **http: Any) -> tuple[list[str], dict[str, str], list[InputSpec]]:
+    """Inputs with every URL downloaded (:func:`download_input`): the local inputs in order, each downloaded
+    file's path -> its URL without credentials (what is stored), and a failed spec per failed download."""
+    local: list[str] = []
+    urls: dict[str, str] = {}
+    failed: list[InputSpec] = []
+    for spec in inputs:
+        if not is_url(spec):
+            local.append(spec)
+            continue
+        got = download_input(source, spec, download_dir, **http)
+        if isinstance(got, InputSpec):
+            failed.append(got)
+        else:
+            urls[str(got.path)] = got.uri
+            local.append(str(got.path))
+    return local, urls, failed
+
+
 def _download_failed(source: str, spec: str, expanded: str, exc: Exception) -> InputSpec:
     """A failed spec for a URL input; no credential of the URL appears in the message."""
     from kpe.sources.http import redact_url, scrub

@@ -45,7 +45,7 @@ from typing import IO, Any
 from lxml import etree
 
 from kpe.records import BadRecord, Deletion, MeshHeading, SourceItem, SourceRecord
-from kpe.sources.base import InputSpec, absolute, download_input, failed_spec, is_url, local_files, unreadable
+from kpe.sources.base import InputSpec, absolute, failed_spec, local_files, localize_inputs, unreadable
 from kpe.sources.errors import SourceFileError
 from kpe.sources.stream import DecompressedChunks
 
@@ -768,16 +768,9 @@ class PubmedSource:
         An input that cannot be used (not found, a failed download, a file that cannot be opened: a symlink
         loop, no permission) is a failed spec naming its full path or URL, placed first.
         """
+        local, urls, failed = localize_inputs(SOURCE, inputs, download_dir, **http)  # one bad input never stops others
         paths: list[tuple[str, Path]] = []
-        failed: list[InputSpec] = []  # one input that cannot be used never stops the others
-        for spec in inputs:
-            if is_url(spec):
-                got = download_input(SOURCE, spec, download_dir, **http)
-                if isinstance(got, InputSpec):
-                    failed.append(got)
-                else:
-                    paths.append((got.uri, got.path))
-                continue
+        for spec in local:
             try:
                 found, searched = local_files(spec, MEDLINE_PATTERNS)
                 if searched and not found:
@@ -790,7 +783,7 @@ class PubmedSource:
                 if problem := unreadable(path):  # a symlink loop, no permission, a broken link
                     failed.append(failed_spec(SOURCE, absolute(path), f"{absolute(path)}: cannot read: {problem}"))
                 else:
-                    paths.append((str(path.resolve()), path))
+                    paths.append((urls.get(str(path), str(path.resolve())), path))
         unique = {p.resolve(): uri for uri, p in paths}
         ordered = sorted(unique.items(), key=lambda item: (item[0].name, str(item[0])))
         return failed + [InputSpec(source=SOURCE, name=path.name, uri=uri, paths=[str(path)]) for path, uri in ordered]

@@ -3,6 +3,8 @@ triggered through the API, the keyphrases in DuckDB, and a headless Chromium loo
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import shutil
 import subprocess
 import sys
@@ -56,6 +58,11 @@ def test_prefect_yaml_declares_the_deployments() -> None:
     assert deployments["ingest-backfill"]["schedules"] == []
     assert deployments["train"]["schedules"][0]["active"] is False
     assert {d["work_pool"]["name"] for d in spec["deployments"]} == {"process"}
+    for deployment in spec["deployments"]:  # every parameter set is one the flow takes (a rename breaks here)
+        module, _, name = deployment["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+        taken = set(inspect.signature(flow.fn).parameters)
+        assert set(deployment.get("parameters") or {}) <= taken, (deployment["name"], taken)
 
 
 def test_nightly_deployment_runs_on_a_worker_and_the_ui_shows_it(shared_data: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kpe.records import SourceItem
-from kpe.sources.base import InputSpec, download_input, failed_spec, is_url, local_files, unreadable
+from kpe.sources.base import InputSpec, failed_spec, local_files, localize_inputs, unreadable
 from kpe.sources.errors import SourceFileError
 from kpe.sources.semantic_scholar.formats import S2Kind, detect_s2_format, read_s2_unit, reader_for
 from kpe.sources.semantic_scholar.jsonl import SOURCE
@@ -180,19 +180,7 @@ class SemanticScholarSource:
         An input that cannot be used (not found, unsupported, unreadable, a failed download) is a failed spec
         naming its full path or URL, placed first; the others are unaffected.
         """
-        local: list[str] = []
-        urls: dict[str, str] = {}
-        failed: list[InputSpec] = []  # one input that cannot be used never stops the others
-        for spec in inputs:
-            if is_url(spec):
-                got = download_input(SOURCE, spec, download_dir, **http)
-                if isinstance(got, InputSpec):
-                    failed.append(got)
-                    continue
-                urls[str(got.path)] = got.uri
-                local.append(str(got.path))
-            else:
-                local.append(spec)
+        local, urls, failed = localize_inputs(SOURCE, inputs, download_dir, **http)  # one bad input never stops others
         problems: list[tuple[str, str]] = []
         units = expand_s2_inputs(local, problems=problems)
         failed += [failed_spec(SOURCE, where, message) for where, message in problems]
