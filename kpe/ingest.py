@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +35,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from kpe.clean import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, clean_item, clean_record, quarantine_of
+from kpe.input_unit import InputUnit
 from kpe.reader_process import PARALLEL_MIN_BYTES, read_in_reader_process, use_reader_process
 from kpe.records import BadRecord, Deletion, Document, Quarantined, SourceItem, SourceRecord
 from kpe.shards import ShardInfo, deletions_table, documents_table, shard_relpath, write_shard
@@ -43,30 +43,6 @@ from kpe.sources.errors import SourceFileError
 
 __all__ = ["PARALLEL_MIN_BYTES", "PROBLEM_STATUSES", "Batch", "FileReport", "IngestStore", "InputUnit",
            "clean_batches", "ingest_unit"]
-
-
-@dataclass
-class InputUnit:
-    """One thing the watermark tracks: a stable name, its local files, and how to read it."""
-
-    source: str
-    name: str
-    uri: str
-    paths: list[Path]
-    read: Callable[[], Iterator[SourceItem]]
-
-    def sha256(self) -> str:
-        """Checksum of the unit's bytes (of each file's digest, for multi-file units)."""
-        digests = []
-        for path in self.paths:
-            with open(path, "rb") as fh:
-                digests.append(hashlib.file_digest(fh, "sha256").hexdigest())
-        if len(digests) == 1:
-            return digests[0]
-        return hashlib.sha256("\n".join(digests).encode()).hexdigest()
-
-    def size(self) -> int:
-        return sum(p.stat().st_size for p in self.paths)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from kpe.records import MeshHeading, SourceItem, SourceRecord
 from kpe.sources.errors import SourceFileError
 
 if TYPE_CHECKING:
-    from kpe.ingest import InputUnit
+    from kpe.input_unit import InputUnit
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 """Units at least this big (on disk) are read in a reader process when ``parallel`` is ``None``."""
