@@ -2,9 +2,14 @@
 
     python benchmarks/extract.py [--docs 500] [--threads 2] [--device cpu|cuda] [--json] [--quality] [--levers]
     python benchmarks/extract.py --rss-file ../shared/data/pubmed/full_files/pubmed20n0014.xml.gz
+    python benchmarks/extract.py --device cuda --file ../shared/data/pubmed/full_files/pubmed20n0014.xml.gz \
+        --docs 0 --keybert-docs 1000 --json      # every abstract of the 30,000-record file (benchmarks/gpu.sh)
 
-Documents: the first N records with an abstract of pubmed21n1298.xml.gz (shared data), text =
-``document_text(title, abstract)``. Every method uses the same SentenceTransformer loaded from the same
+Documents: the first N records with an abstract of pubmed21n1298.xml.gz (shared data; ``--file`` another MEDLINE
+file, ``--docs 0`` all of its abstracts), text = ``document_text(title, abstract)``. ``--keybert-docs N`` times
+plain KeyBERT (and the KeyBERT mode) on the first N documents only (docs/s stays comparable; agreement is measured
+on those). On CUDA the result has ``gpu`` (name, ``max_memory_allocated_mb``: torch's peak over the whole run).
+Every method uses the same SentenceTransformer loaded from the same
 directory, the same torch thread count, and the same documents, in one process; each first runs once on 8
 other documents (warm-up, not timed). Timed:
 
@@ -117,7 +122,8 @@ def agreement(ours: list[list[str]], theirs: list[list[str]]) -> float:
 class Bench:
     """One model, one thread setting, one set of documents; every method timed the same way."""
 
-    def __init__(self, docs: list[str], warmup: list[str], threads: int, device: str) -> None:
+    def __init__(self, docs: list[str], warmup: list[str], threads: int, device: str,
+                 keybert_docs: int | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -125,6 +131,7 @@ class Bench:
 
         torch.set_num_threads(threads)
         self.docs, self.warmup, self.threads, self.device = docs, warmup, threads, device
+        self.keybert_docs = docs[:keybert_docs] if keybert_docs else docs
         self.model_path = resolve_encoder(None)
         self.model = SentenceTransformer(self.model_path, device=device)
         self.tmp = tempfile.TemporaryDirectory(prefix="kpe-bench-")
@@ -250,16 +257,21 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
 
 def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
-    docs = medline_abstracts(PUBMED_FILE, args.docs)
-    warmup = medline_abstracts(PUBMED_FILE, WARMUP_DOCS, skip=args.docs)
-    bench = Bench(docs, warmup, args.threads, args.device)
+    all_docs = medline_abstracts(args.file, None if not args.docs else args.docs + WARMUP_DOCS)
+    if args.docs and len(all_docs) > args.docs:
+        docs, warmup = all_docs[: args.docs], all_docs[args.docs :]
+    else:  # every abstract of the file: warm up on its first ones (not timed, timed again with the rest)
+        docs, warmup = all_docs, all_docs[:WARMUP_DOCS]
+    bench = Bench(docs, warmup, args.threads, args.device, args.keybert_docs)
     n = len(docs)
+    n_kb = len(bench.keybert_docs)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     floor_s = bench.floor()
     log(f"floor: {n / floor_s:.2f} docs/s")
-    keybert_s, keybert_out = bench.keybert()
-    log(f"keybert: {n / keybert_s:.2f} docs/s")
+    keybert_s, keybert_out = bench.keybert(bench.keybert_docs)
+    keybert_s *= n / n_kb  # seconds it would take on all n documents at the measured rate
+    log(f"keybert: {n / keybert_s:.2f} docs/s (timed on {n_kb} documents)")
     engine = bench.engine("kpe")
     kpe_s, kpe_out = bench.kpe(engine)
     cold_stats = engine_stats(engine, n)
@@ -269,11 +281,14 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     fast_s, fast_out = bench.kpe(fast_engine)
     log(f"kpe fast: {n / fast_s:.2f} docs/s")
     kb_engine = bench.engine("kpe-keybert", keybert=True, use_cache=False)
-    kbm_s, kbm_out = bench.kpe(kb_engine)
+    kbm_s, kbm_out = bench.kpe(kb_engine, bench.keybert_docs)
+    kbm_s *= n / n_kb
     log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
 
     result: dict[str, Any] = {
         "n_docs": n,
+        "file": args.file.name,
+        "keybert_timed_docs": n_kb,
         "threads": args.threads,
         "device": args.device,
         "warmup_docs": WARMUP_DOCS,
@@ -290,7 +305,7 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "speedup_vs_keybert_warm_cache": round(keybert_s / warm_s, 2),
         "kpe_vs_floor": round(floor_s / kpe_s, 3),
         "top10_agreement": round(agreement(kbm_out, keybert_out), 4),
-        "top10_agreement_default_config": round(agreement(kpe_out, keybert_out), 4),
+        "top10_agreement_default_config": round(agreement(kpe_out[:n_kb], keybert_out), 4),
         "kpe": {
             "config_hash": engine.config_hash,
             "config": json.loads(engine.resolved_config.to_json()),
@@ -327,6 +342,11 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if args.levers or args.levers_quality:
         result["levers"] = run_levers(bench, n / keybert_s, quality_sets if args.levers_quality else None)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    if args.device == "cuda":
+        import torch
+
+        result["gpu"] = {"name": torch.cuda.get_device_name(0),
+                         "max_memory_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
     result["load_average"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -357,7 +377,8 @@ def rss_phase(path: Path, threads: int, limit: int | None) -> dict[str, Any]:
 
 
 def print_summary(r: dict[str, Any]) -> None:
-    print(f"{r['n_docs']} MEDLINE abstracts, {r['threads']} threads, {r['device']}, "
+    print(f"{r['n_docs']} MEDLINE abstracts of {r['file']} (KeyBERT timed on {r['keybert_timed_docs']}), "
+          f"{r['threads']} threads, {r['device']}, "
           f"warm-up on {r['warmup_docs']} other docs excluded")
     print(f"  encoder-only floor  {r['floor_docs_per_s']:8.2f} docs/s")
     print(f"  plain KeyBERT       {r['keybert_docs_per_s']:8.2f} docs/s")
@@ -380,11 +401,16 @@ def print_summary(r: dict[str, Any]) -> None:
         print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} "
               f"{row['lever']}  {lever_scores(row)}")
     print(f"  peak RSS {r['peak_rss_mb']} MB (whole benchmark process); load average {r['load_average']}")
+    if "gpu" in r:
+        print(f"  GPU {r['gpu']['name']}: torch max_memory_allocated {r['gpu']['max_memory_allocated_mb']} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=500)
+    parser.add_argument("--docs", type=int, default=500, help="abstracts to extract (0: every one of --file)")
+    parser.add_argument("--file", type=Path, default=PUBMED_FILE, help="MEDLINE file the abstracts come from")
+    parser.add_argument("--keybert-docs", type=int, default=None,
+                        help="time plain KeyBERT and the KeyBERT mode on the first N documents only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

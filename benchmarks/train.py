@@ -6,6 +6,11 @@
     # train (any kpe.train option after the known ones); prints time, steps, samples/s, validation + dev metrics
     python benchmarks/train.py train --kind tagger --train-data inspec --output-dir runs/bench/tagger --eval inspec_dev
 
+    # training speed per precision (same short run each): samples/s, tokens per CPU-second, one epoch over all
+    # silver + benchmark training examples extrapolated from the measured token rate, peak RSS, dev F1@5
+    python benchmarks/train.py speed --lake runs/bench/pubmed --precisions fp32 bf16 --max-steps 40 \
+        --num-threads 1 --eval inspec_dev pubmed_silver_dev --limit 100
+
     # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
     python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
         --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
@@ -58,19 +63,13 @@ def eval_sets(names: list[str], lake: Path | None, limit: int | None,
     from kpe.datasets import load_jsonl, resolve_benchmark
     from kpe.splits import split_of
     from kpe.train.data import silver_docs
-    from warehouse.db import connect
-    from warehouse.documents import deleted_doc_ids
 
     sets = {}
     for name in names:
         if name == "pubmed_silver_dev":
             if lake is None:
                 raise SystemExit("pubmed_silver_dev needs --lake (a folder made by `benchmarks/train.py lake`)")
-            deleted: set[str] = set()
-            if (lake / "warehouse.duckdb").exists():
-                with connect(lake / "warehouse.duckdb", read_only=True) as con:
-                    deleted = deleted_doc_ids(con)
-            docs = [d for d in silver_docs(lake / "lake", deleted) if split_of(d.doc_id) == "dev"]
+            docs = [d for d in silver_docs(lake / "lake", _deleted(lake)) if split_of(d.doc_id) == "dev"]
             cut = silver_limit or limit
             sets[name] = docs[:cut] if cut else docs
         else:
@@ -103,15 +102,112 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
     config = TrainConfig(**options)
     result = train(config)
     summary = {"kind": result.kind, "model_dir": str(result.model_dir), "train_seconds": round(result.seconds, 1),
-               "steps": result.steps, "samples_per_second": round(result.metrics.get("train_samples_per_second", 0), 2),
+               "steps": result.steps, "precision": result.precision,
+               "samples_per_second": round(result.metrics.get("train_samples_per_second", 0), 2),
                "validation": {k: v for k, v in result.metrics.items() if k != "train_samples_per_second"},
                "data": result.data_summary, "dev": {}}
-    method = {"tagger": "tagger", "joint": "joint", "mlm": "keybert-ft"}[result.kind]
+    from kpe.train.kinds import get_kind
+
+    offered = list(get_kind(result.kind).methods)  # the kind's own method first; mlm: the encoder for keybert-ft
+    method = offered[0] if offered else "keybert-ft"
     for name, docs in eval_sets(args.eval, args.lake, args.limit, args.silver_limit).items():
         summary["dev"][name] = score(method, str(result.model_dir), docs, name)
     print(json.dumps(summary, indent=2, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cmd_speed(args: argparse.Namespace, rest: list[str]) -> None:
+    """The same short training once per precision: samples/s, seconds per epoch of the whole training set
+    (extrapolated from the measured rate), peak RSS, and the dev F1 each precision's model reaches."""
+    import logging
+
+    from kpe.train.config import TrainConfig
+    from kpe.train.loop import _parser, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = vars(_parser().parse_args(rest))
+    options.setdefault("shared_data_dir", SHARED)
+    options.setdefault("train_data", ["inspec", "semeval2017", "pubmed"])
+    options.setdefault("max_steps", 50)
+    options.setdefault("max_val_docs", 20)
+    options.setdefault("tune_hybrid", False)
+    options.setdefault("log_with", "none")
+    if "pubmed" in options["train_data"]:
+        if args.lake is None:
+            raise SystemExit("training source pubmed needs --lake (a folder made by `benchmarks/train.py lake`)")
+        options.setdefault("lake_dir", args.lake / "lake")
+        options.setdefault("exclude_doc_ids", sorted(_deleted(args.lake)))
+    out = Path(options.pop("output_dir", Path("runs/bench/speed")))
+    sets = eval_sets(args.eval, args.lake, args.limit, args.silver_limit) if args.eval else {}
+    rows = []
+    for precision in args.precisions:
+        started = time.perf_counter()
+        result = train(TrainConfig(**{**options, "precision": precision, "output_dir": out / precision}))
+        examples = result.data_summary.get("examples", {})
+        m = result.metrics
+        tokens, cpu_rate = examples.get("tokens", 0), m.get("train_tokens_per_cpu_second", 0.0)
+        threads = int(options.get("num_threads") or torch_threads())
+        row = {"precision": result.precision, "steps": result.steps, "batch_size": options.get("batch_size", 8),
+               "threads": threads, "samples_per_second": round(result.samples_per_second, 2),
+               "tokens_per_second": round(m.get("train_tokens_per_second", 0.0), 1),
+               "samples_per_cpu_second": round(m.get("train_samples_per_cpu_second", 0.0), 2),
+               "tokens_per_cpu_second": round(cpu_rate, 1),
+               "epoch_examples": examples.get("examples"), "epoch_tokens": tokens,
+               "epoch_documents": examples.get("documents"),
+               # one epoch over every training example, from the measured token rate (length mix of the epoch)
+               "epoch_minutes_wall": round(tokens / m["train_tokens_per_second"] / 60, 1)
+               if m.get("train_tokens_per_second") else None,
+               "epoch_cpu_minutes": round(tokens / cpu_rate / 60, 1) if cpu_rate else None,
+               "features_from_cache": examples.get("from_cache"), "run_seconds": round(time.perf_counter() - started),
+               "peak_rss_mb": round(peak_rss_mb()), "data": {k: {f: v.get(f) for f in ("docs", "train_docs",
+                                                                                        "held_out_dev", "phrases")}
+                                                            | {"unaligned": (v.get("alignment") or {}).get("unaligned")}
+                                                            for k, v in result.data_summary.items()
+                                                            if isinstance(v, dict) and "train_docs" in v},
+               "dev": {}}
+        method = {"tagger": "tagger", "joint": "joint"}.get(result.kind)
+        for name, docs in sets.items():
+            if method:
+                row["dev"][name] = score(args.method or method, str(result.model_dir), docs, name,
+                                         {"precision": "fp32"})
+        rows.append(row)
+        print(json.dumps(row, indent=2, default=str), flush=True)
+    print("\n| precision | threads | steps x batch | samples/s (wall) | samples / CPU-s | tokens / CPU-s | "
+          "examples / epoch | epoch: wall min here | epoch: CPU-min | peak RSS MB | "
+          + " | ".join(f"{name} F1@5" for name in sets) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(sets))
+    for r in rows:
+        print(f"| {r['precision']} | {r['threads']} | {r['steps']} x {r['batch_size']} | {r['samples_per_second']} | "
+              f"{r['samples_per_cpu_second']} | {r['tokens_per_cpu_second']} | {r['epoch_examples']} | "
+              f"{r['epoch_minutes_wall']} | {r['epoch_cpu_minutes']} | {r['peak_rss_mb']} | "
+              + " | ".join(f"{r['dev'][name]['f1@5']:.4f}" for name in sets) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _deleted(lake: Path) -> set[str]:
+    """The doc_ids the benchmark warehouse beside the lake marks deleted (training leaves them out)."""
+    from warehouse.db import connect
+    from warehouse.documents import deleted_doc_ids
+
+    if not (lake / "warehouse.duckdb").exists():
+        return set()
+    with connect(lake / "warehouse.duckdb", read_only=True) as con:
+        return deleted_doc_ids(con)
 
 
 def cmd_table(args: argparse.Namespace) -> None:
@@ -163,6 +259,15 @@ def main() -> None:
     p_train.add_argument("--limit", type=int, default=None)
     p_train.add_argument("--silver-limit", type=int, default=None)
     p_train.add_argument("--json", type=Path, default=None)
+    p_speed = sub.add_parser("speed", help="the same short training per precision: samples/s, epoch time "
+                             "(extrapolated), peak RSS, dev F1 (other options go to kpe.train)")
+    p_speed.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p_speed.add_argument("--eval", nargs="*", default=["inspec_dev"])
+    p_speed.add_argument("--method", default=None, help="method to score the models with (default: the kind's)")
+    p_speed.add_argument("--lake", type=Path, default=None, help="benchmark lake folder (pubmed silver train / dev)")
+    p_speed.add_argument("--limit", type=int, default=None)
+    p_speed.add_argument("--silver-limit", type=int, default=None)
+    p_speed.add_argument("--json", type=Path, default=None)
     p_table = sub.add_parser("table", help="compare methods on dev sets")
     p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
     p_table.add_argument("--tagger", default=None)
@@ -180,6 +285,8 @@ def main() -> None:
         print(json.dumps(build_lake(args.out, args.file), indent=2, default=str))
     elif args.cmd == "train":
         cmd_train(args, rest)
+    elif args.cmd == "speed":
+        cmd_speed(args, rest)
     else:
         if rest:
             parser.error(f"unknown options: {rest}")

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
+from flows.annotate import annotate_all
 from flows.ingest import IngestProblems, ingest, ingest_result
 from flows.runners import extraction_task_runner
 from kpe.settings import Settings, get_settings
@@ -66,6 +67,10 @@ def nightly(
         counts = _extract_all(plan, settings, limit, batch_size or settings.extract_batch_size,
                               parallelism or _default_parallelism(settings), logger)
         stages["extract"] = time.perf_counter() - t
+        t = time.perf_counter()  # entities, MeSH suggestions: each annotation kind with a production model
+        annotations = annotate_all(plan.run_id, limit=limit, batch_size=batch_size or settings.extract_batch_size,
+                                   logger=logger)
+        stages["annotate"] = time.perf_counter() - t
         total = time.perf_counter() - started
         done = finish_run_task(plan, "completed", n_selected=counts["documents"], n_backfill=counts["stale"],
                                seconds=total, stage_seconds={k: round(v, 2) for k, v in stages.items()})
@@ -77,7 +82,7 @@ def nightly(
         "documents": done["run"]["n_docs"], "keyphrases": counts["keyphrases"], "removed": plan.removed,
         "backfilled": counts["stale"], "backlog": backlog, "backlog_by_phase": done["backlog"],
         "stage_seconds": stages, "seconds": total, "ingest": ingest_summary, "ingest_problems": problems,
-        "top_keyphrases": done["top"],
+        "top_keyphrases": done["top"], "annotations": annotations,
         "warehouse": str(settings.warehouse_path), "lake": str(settings.lake_dir),
     }
     if not counts["documents"] and not plan.removed:
@@ -165,6 +170,12 @@ def report_markdown(summary: dict[str, Any]) -> str:
     if bad["partial"] or bad["failed"]:
         lines += [f"**Ingest problems: {bad['partial']} partial and {bad['failed']} failed input(s)** (the run ends "
                   "Failed; see the `ingest-problems` artifact).", ""]
+    if summary.get("annotations"):
+        lines += ["## Annotations", "", "| kind | table | model | documents | rows written | rows removed | backlog |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {kind} | {a['output']} | {a['model_version'] or 'none (skipped)'} | {a['documents']} | "
+                  f"{a['rows']} | {a['removed']} | {a['backlog']} |" for kind, a in summary["annotations"].items()]
+        lines.append("")
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in summary["stage_seconds"].items()]
     if summary["top_keyphrases"]:

@@ -32,9 +32,10 @@ from kpe.train.config import (  # noqa: E402
     DEFAULT_SEED,
     run_config,
 )
-from kpe.train.kinds import check_kind_and_method  # noqa: E402
+from kpe.train.kinds import annotation_kinds, check_kind_and_method  # noqa: E402
 from tasks.evaluate import choose_method_task, evaluate_on_gate_sets_task, load_gate_sets_task  # noqa: E402
 from tasks.train import (  # noqa: E402
+    add_gate_to_model_card_task,
     build_training_data_task,
     decide_and_record_task,
     production_model_task,
@@ -67,7 +68,9 @@ def train(
 ) -> dict[str, Any]:
     """Train a candidate and let the gate decide.
 
-    kind: a model kind that offers extraction methods (``kpe.train.kinds``: ``tagger``, ``joint``); method: what
+    kind: a model kind that offers extraction methods (``kpe.train.kinds``: ``tagger``, ``joint``), or an
+    annotation kind (``ner``, ``classify``: handed to ``flows.annotate.train_annotator``, its own gate set);
+    method: what
     production extraction would run with the model (``tagger``, ``hybrid``, ``keybert-ft`` for a tagger;
     ``joint``, ``keybert-ft`` for a joint model; default: each is evaluated on the gate sets and the best mean
     macro F1@5 is chosen, then compared with production). base_model: local encoder dir (default: packaged
@@ -79,6 +82,14 @@ def train(
     ``kpe.train.TrainConfig`` field (``max_length``, ``patience``, ``mixed_precision``...), for the MLM run too.
     Returns ``{"version", "status", "decision", "method", "model_path", "training"}``.
     """
+    if kind in annotation_kinds():  # ner, classify: their own data, gate set and production model
+        from flows.annotate import train_annotator
+
+        return train_annotator(
+            kind=kind, base_model=base_model, train_data=train_data, max_steps=max_steps, epochs=epochs,
+            train_limit=train_limit, gate_limit=None if gate_limit == DEFAULT_GATE_LIMIT else gate_limit,
+            auto_promote=auto_promote, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
+            keep_checkpoints=keep_checkpoints, train_options=train_options)
     logger = get_run_logger()
     choose = method is None  # the gate sets choose the method (see step 4)
     method = check_kind_and_method(kind, method)  # until then: the kind's own method
@@ -117,6 +128,7 @@ def train(
     }
     register_candidate_task(version, result, method, base_name, settings)
     training = {"steps": result.steps, "seconds": round(result.seconds, 1), "docs": data.docs,
+                "precision": result.precision, "samples_per_second": round(result.samples_per_second, 3),
                 "validation": {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}}
 
     # 4. evaluate candidate and production on the same gate sets, 5. decide and record (one transaction)
@@ -141,6 +153,7 @@ def train(
         reject_candidate_task(version, f"{type(exc).__name__}: {exc}")
         raise
 
+    add_gate_to_model_card_task(str(result.model_dir), outcome, method)
     publish_gate_decision_task(outcome, candidate, production)
     logger.info("%s -> %s: %s", version, outcome["status"], outcome["decision"]["reason"])
     return {**outcome, "method": method, "model_path": candidate_model.model_path, "training": training}

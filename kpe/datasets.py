@@ -78,6 +78,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                   "KP20K subset, 1000 validation papers"),
         Benchmark("kp20k_small_train", "kp20k_small", "train", "keyphrase/kp20k_small_train.jsonl",
                   "KP20K subset, 1000 training papers"),
+        Benchmark("nus_dev", "nus", "dev", "keyphrase/nus_dev.jsonl",
+                  "NUS (Nguyen & Kan 2007), 100 full-text papers of about 50,000 characters: the long-document set"),
     )
 }
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(b.family for b in BENCHMARKS.values()))

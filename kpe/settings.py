@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         "auto", description="Whether the CPU counts as computing bf16 natively (precision auto -> bf16): auto = "
         "detect AVX512-BF16/AMX; yes/no = force it, e.g. to run the tests as the other kind of machine does")
 
+    # MeSH classification (model kind `classify`): its labels are the descriptors of at least this many
+    # training documents.
+    mesh_min_docs: int = Field(20, ge=1, description="A MeSH descriptor is a label when in this many training docs")
+
     # Scale-out: where extraction batches run. "threads" (default, in the flow's process) or "dask"
     # (prefect-dask DaskTaskRunner: a local cluster, or the scheduler at dask_address). Writes to DuckDB always
     # stay in the flow's process: one writer.

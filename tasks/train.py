@@ -180,6 +180,39 @@ def decide_and_record_task(
     return result
 
 
+@task(name="model-card-gate", cache_policy=NO_CACHE)
+def add_gate_to_model_card_task(model_dir: str, outcome: dict[str, Any], method: str) -> str | None:
+    """Write the gate's decision and numbers into the trained model's card (``README.md``) once decided."""
+    from kpe.train.model_card import add_gate_to_model_card
+
+    decision = outcome.get("decision") or {}
+    gate = {"status": outcome.get("status"), "method": method,
+            **{k: decision.get(k) for k in ("reason", "production_version", "primary", "primary_candidate",
+                                            "primary_production", "delta", "margin", "tolerance", "per_set",
+                                            "sets", "regressions")},
+            "method_scores": (decision.get("method_choice") or {}).get("mean_f1@5_present")}
+    path = add_gate_to_model_card(model_dir, gate)
+    if path is None:
+        get_run_logger().warning("no model card in %s: the gate numbers are in the registry only", model_dir)
+    return None if path is None else str(path)
+
+
+def production_model_dir() -> tuple[str, str, str]:
+    """``(version, kind, model dir)`` of the configured warehouse's production model, for evaluating a
+    fine-tuned method without naming a model; a ``ValueError`` that says what to do when there is none."""
+    path = Path(get_settings().warehouse_path)
+    if not path.is_file():
+        raise ValueError(f"no warehouse at {path}: give --model DIR, or train and promote a model with `kpe train`")
+    with connect(path, read_only=True) as con:
+        record = models.production_model(con)
+    if record is None:
+        raise ValueError(f"no production model in {path} (nightly uses the packaged encoder): give --model DIR, "
+                         "or train and promote one with `kpe train`")
+    if not Path(record.path).is_dir():
+        raise ValueError(f"production model {record.version}: its directory {record.path} is missing")
+    return record.version, record.kind, record.path
+
+
 @task(name="reject-candidate", cache_policy=NO_CACHE)
 def reject_candidate_task(version: str, error: str) -> None:
     """A candidate whose evaluation failed is rejected, with the error as the reason."""

@@ -43,3 +43,21 @@ def kpe_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) 
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with the MiniLM vocabulary (real tokenizer, random weights): fast training steps."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from kpe.encoders import resolve_encoder
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(None))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -5,7 +5,10 @@ Statuses and how a model moves between them::
     candidate --gate/promote--> production --promote(other)--> retired --rollback--> production
         \\--gate rejects--> rejected         \\--rollback--> rejected
 
-Exactly one model (or none) is ``production`` at any time; every change of status runs in one transaction.
+Exactly one model (or none) is ``production`` per output at any time: one for keyphrases (the extraction kinds
+and encoders), one for ``entities`` (kind ``ner``), one for ``doc_labels`` (kind ``classify``): see ``output`` in
+``kpe.train.kinds``. Promoting a ``ner`` model retires only the previous ``ner`` model. Every change of status
+runs in one transaction.
 ``rollback`` marks the current production model ``rejected`` (not ``retired``) so that a second rollback
 walks further back in history instead of bouncing between the same two models; with no retired model left
 it leaves no production model, which means the packaged default encoder (see ``kpe.registry``).
@@ -24,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from kpe.train.kinds import KINDS, output_of
 from warehouse.db import transaction
 
 STATUSES = ("candidate", "production", "rejected", "retired")
@@ -130,9 +134,22 @@ def list_models(con: duckdb.DuckDBPyConnection, status: str | None = None) -> li
     return [_record(row) for row in con.execute(sql, params).fetchall()]
 
 
-def production_model(con: duckdb.DuckDBPyConnection) -> ModelRecord | None:
-    """The model nightly extraction uses, or ``None`` when none has been promoted."""
-    rows = con.execute(f"SELECT {_COLUMNS} FROM models WHERE status = 'production'").fetchall()
+def _output_filter(output: str) -> tuple[str, list[str]]:
+    """SQL condition on ``kind`` selecting the models of one output, and its parameters."""
+    if output == "keyphrases":  # every kind that feeds no annotation table (also kinds this table forgot)
+        others = sorted(k for k, v in KINDS.items() if v.output != "keyphrases")
+        return (f"kind NOT IN ({', '.join('?' * len(others))})", others) if others else ("TRUE", [])
+    kinds = sorted(k for k, v in KINDS.items() if v.output == output)
+    if not kinds:
+        raise RegistryError(f"no model kind writes {output!r}")
+    return f"kind IN ({', '.join('?' * len(kinds))})", kinds
+
+
+def production_model(con: duckdb.DuckDBPyConnection, output: str = "keyphrases") -> ModelRecord | None:
+    """The production model of one output: by default the model nightly extraction uses; ``"entities"`` /
+    ``"doc_labels"`` for the annotation kinds. ``None`` when none has been promoted."""
+    where, params = _output_filter(output)
+    rows = con.execute(f"SELECT {_COLUMNS} FROM models WHERE status = 'production' AND {where}", params).fetchall()
     if len(rows) > 1:  # cannot happen through this module; say so loudly if someone edited the table by hand
         raise RegistryError(f"{len(rows)} production models: {', '.join(r[0] for r in rows)}")
     return _record(rows[0]) if rows else None
@@ -255,7 +272,7 @@ def promote(
 
 def _production_changed(con: duckdb.DuckDBPyConnection, version: str, replaces: str | None | object) -> str | None:
     """Why ``version`` may not replace production (it is no longer ``replaces``), or ``None``."""
-    old = production_model(con)
+    old = production_model(con, output_of(_require(con, version).kind))
     if replaces is ANY or (old.version if old else None) == replaces:
         return None
     return (f"production changed while {version} was evaluated: expected {replaces or 'none'}, "
@@ -273,7 +290,7 @@ def _promote(con: duckdb.DuckDBPyConnection, version: str, *, reason: str, allow
     if changed:
         raise RegistryError(changed)
     now = _now()
-    old = production_model(con)
+    old = production_model(con, output_of(record.kind))
     if old is not None:
         con.execute(
             "UPDATE models SET status = 'retired', retired_at = ?, decision = ? WHERE version = ?",
@@ -340,19 +357,22 @@ def reject(con: duckdb.DuckDBPyConnection, version: str, *, reason: str = "") ->
     return set_status(con, version, "rejected", reason=reason)
 
 
-def rollback(con: duckdb.DuckDBPyConnection, *, reason: str = "") -> ModelRecord | None:
-    """Take the production model out (-> ``rejected``) and re-promote the most recently retired one.
+def rollback(con: duckdb.DuckDBPyConnection, *, reason: str = "", output: str = "keyphrases") -> ModelRecord | None:
+    """Take the production model of ``output`` out (-> ``rejected``) and re-promote the most recently retired one
+    of the same output.
 
     Returns the new production model, or ``None`` when no retired model was left (nightly then uses the
     packaged default encoder). With no production model there is nothing to roll back: ``RegistryError``.
     """
     with transaction(con):
-        current = production_model(con)
+        current = production_model(con, output)
         if current is None:
-            raise RegistryError("no production model to roll back")
+            raise RegistryError("no production model to roll back" if output == "keyphrases"
+                                else f"no production model of {output} to roll back")
+        where, params = _output_filter(output)
         previous_row = con.execute(
-            f"SELECT {_COLUMNS} FROM models WHERE status = 'retired' AND promoted_at IS NOT NULL "
-            "ORDER BY retired_at DESC NULLS LAST, promoted_at DESC LIMIT 1"
+            f"SELECT {_COLUMNS} FROM models WHERE status = 'retired' AND promoted_at IS NOT NULL AND {where} "
+            "ORDER BY retired_at DESC NULLS LAST, promoted_at DESC LIMIT 1", params
         ).fetchone()
         now = _now()
         why = reason or "rollback"
@@ -379,7 +399,10 @@ def rollback(con: duckdb.DuckDBPyConnection, *, reason: str = "") -> ModelRecord
 
 
 def _check_one_production(con: duckdb.DuckDBPyConnection) -> None:
-    """Raise (inside the caller's transaction, so it rolls back) if more than one model is production."""
-    (count,) = con.execute("SELECT count(*) FROM models WHERE status = 'production'").fetchone()
-    if count > 1:
-        raise RegistryError(f"{count} production models after the change; nothing was changed")
+    """Raise (inside the caller's transaction, so it rolls back) if one output has more than one production model."""
+    per_output: dict[str, int] = {}
+    for (kind,) in con.execute("SELECT kind FROM models WHERE status = 'production'").fetchall():
+        per_output[output_of(kind)] = per_output.get(output_of(kind), 0) + 1
+    for output, count in per_output.items():
+        if count > 1:
+            raise RegistryError(f"{count} production models of {output} after the change; nothing was changed")

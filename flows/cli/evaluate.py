@@ -17,7 +17,9 @@ from kpe.evaluate.harness import evaluate_method, metrics_only
 from kpe.evaluate.report import rich_table
 from kpe.extract.methods import METHODS
 from kpe.settings import get_settings
+from kpe.train.kinds import get_kind, method_factories
 from tasks.evaluate import export_silver, load_benchmark_docs, store_evaluation
+from tasks.train import production_model_dir
 
 
 class SilverSplit(StrEnum):
@@ -49,7 +51,8 @@ def evaluate_command(
         "--predictions-out", help="Write ranked predictions as JSONL: one line per document and method.")] = None,
     model: Annotated[str | None, typer.Option(
         "--model",
-        help="Local model directory for methods that use one (default: their own, e.g. the packaged MiniLM).",
+        help="Local model directory for methods that use one (default: their own, e.g. the packaged MiniLM; a "
+        "fine-tuned method such as hybrid: the production model of the configured warehouse).",
     )] = None,
     store: Annotated[bool | None, typer.Option(
         "--store/--no-store",
@@ -70,6 +73,20 @@ def evaluate_command(
             f"unknown method(s) {', '.join(unknown)}; known: {', '.join(sorted(METHODS))}", param_hint="--method"
         )
     config = config_pairs(settings_pairs or [])
+    model_for = {m: model for m in method}
+    fine_tuned = [m for m in method if m in method_factories()]
+    if model is None and fine_tuned:  # a fine-tuned method without --model: the warehouse's production model
+        try:
+            version, kind, path = production_model_dir()
+        except (ValueError, duckdb.Error) as exc:
+            fail(f"{', '.join(fine_tuned)} needs a fine-tuned model: {exc}")
+        offered = get_kind(kind).methods
+        for m in fine_tuned:
+            if m not in offered:
+                fail(f"{m} cannot use the production model {version} (a {kind}; it offers {', '.join(offered)}): "
+                     "give --model DIR")
+            model_for[m] = path
+        console.print(f"{', '.join(fine_tuned)}: production model {version} ({path})")
     settings = get_settings()
     do_store = settings.warehouse_path.is_file() if store is None else store
     results = []
@@ -86,7 +103,7 @@ def evaluate_command(
             for m in method:
                 try:
                     result = evaluate_method(
-                        m, docs, model_path=model, config=dict(config) or None, dataset=dataset, split=split,
+                        m, docs, model_path=model_for[m], config=dict(config) or None, dataset=dataset, split=split,
                         batch_size=batch_size,
                     )
                 except (ImportError, OSError, ValueError, RuntimeError) as exc:

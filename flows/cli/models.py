@@ -16,7 +16,7 @@ from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERA
 from kpe.registry import current_extraction_model, default_extraction_model
 from kpe.settings import get_settings
 from kpe.train.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED
-from kpe.train.kinds import extraction_kinds
+from kpe.train.kinds import KINDS, annotation_kinds, extraction_kinds, trainable_kinds
 from warehouse.db import connect
 from warehouse.models import (
     ModelRecord,
@@ -105,6 +105,10 @@ def list_command(
             uses = f"nightly extraction uses [bold]{current.version}[/] (method {current.method})"
         except FileNotFoundError as exc:
             uses = f"[red]warning:[/red] {exc}"
+        for name, spec in annotation_kinds().items():  # each annotation output has its own production model
+            record = production_model(con, spec.output)
+            uses += (f"\n{spec.output} ({name}): [bold]{record.version}[/]" if record is not None
+                     else f"\n{spec.output} ({name}): no production model (the nightly skips it)")
     if json_output:
         print(json.dumps([asdict(r) for r in records], indent=2, default=str))
         return
@@ -138,14 +142,24 @@ def promote_command(
 @models_app.command("rollback")
 def rollback_command(
     reason: str = typer.Option("manual rollback", "--reason", help="Why; stored with the rolled-back model."),
+    kind: str | None = typer.Option(
+        None, "--kind", help="Roll back the production model of an annotation kind: "
+        + ", ".join(annotation_kinds()) + " (default: the keyphrase extraction model)."),
 ) -> None:
     """Mark the production model rejected and restore the previously promoted one (or the packaged default)."""
+    if kind is not None and kind not in annotation_kinds():
+        fail(f"--kind must be one of {', '.join(annotation_kinds())}, got {kind!r}")
+    output = KINDS[kind].output if kind else "keyphrases"
     with _open(read_only=False) as con:
-        before = production_model(con)
+        before = production_model(con, output)
         try:
-            restored = rollback(con, reason=reason)
+            restored = rollback(con, reason=reason, output=output)
         except RegistryError as exc:
             fail(str(exc))
+    if kind:
+        what = restored.version if restored is not None else "none (the nightly skips it)"
+        console.print(f"rolled back {before.version} (now rejected); production {kind} model now: {what}")
+        return
     what = restored.version if restored is not None else f"the default encoder ({default_extraction_model().version})"
     console.print(f"rolled back {before.version} (now rejected); nightly extraction now uses {what}")
 
@@ -154,7 +168,7 @@ def train_command(
     kind: str = typer.Option(
         "tagger", "--kind",
         help="What to fine-tune: "
-             + " or ".join(f"{k.name} ({k.description})" for k in extraction_kinds().values()) + ".",
+             + " or ".join(f"{k.name} ({k.description})" for k in trainable_kinds().values()) + ".",
     ),
     method: str | None = typer.Option(
         None, "--method",
@@ -204,6 +218,10 @@ def train_command(
     keep_checkpoints: bool = typer.Option(
         False, "--keep-checkpoints", help="Keep the training checkpoints (needed only to resume; large)."
     ),
+    precision: str = typer.Option(
+        "auto", "--precision",
+        help="auto (bf16 on a GPU or a CPU with native bf16, else fp32), fp32, bf16 or fp16 (GPU).",
+    ),
 ) -> None:
     """Train a candidate model, compare it with production on the gate sets, promote or reject it."""
     from flows.train import train
@@ -214,10 +232,18 @@ def train_command(
             epochs=epochs, mlm_steps=mlm_steps, train_limit=train_limit, gate_limit=gate_limit or None,
             margin=margin, tolerance=tolerance, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
             learning_rate=learning_rate, keep_checkpoints=keep_checkpoints,
+            train_options=None if precision == "auto" else {"precision": precision},
         )
     except ValueError as exc:  # bad kind/method pair, unknown training source, no data
         fail(str(exc))
     decision = result["decision"]
+    if kind in annotation_kinds():  # its own gate set, one number
+        colour = "green" if result["status"] == "production" else "yellow"
+        console.print(f"gate set {decision['gate_set']}: {decision['primary']} {_number(decision['primary_candidate'])}"
+                      f" (production {_number(decision['primary_production'])})")
+        console.print(f"[{colour}]{result['version']}: {result['status']}[/]")
+        console.print(decision["reason"])
+        return
     table = Table(title=f"gate: {result['version']}")
     for name in ("set", "docs", "candidate F1@5", "production F1@5", "delta"):
         table.add_column(name)

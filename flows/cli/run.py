@@ -123,6 +123,13 @@ def print_summary(result: dict) -> None:
         f"({result['seconds']:.1f} s, model {result['model_version']}, method {result['method']}, "
         f"{result['precision']} on {result['device']})"
     )
+    for kind, a in (result.get("annotations") or {}).items():
+        if a["model_version"] is None:
+            console.print(f"[bold]{a['output']}[/bold] ({kind}): no production model, skipped")
+        else:
+            console.print(f"[bold]annotated[/bold] {a['documents']} documents, {a['rows']} {a['output']} rows written, "
+                          f"{a['removed']} removed, {a['backlog']} waiting ({a['seconds']:.1f} s, model "
+                          f"{a['model_version']})")
     console.print(f"[bold]warehouse[/bold] {result['warehouse']}   [bold]lake[/bold] {result['lake']}")
     from warehouse.examples import NIGHTLY_EXAMPLE as example
 

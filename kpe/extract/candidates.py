@@ -66,6 +66,13 @@ def _is_number(word: str) -> bool:
     return bool(_NUMBER.fullmatch(word))
 
 
+def ends_with_number(phrase: str) -> bool:
+    """Whether the last word of a phrase is a number: a reference to a numbered item ("Definition 1.5", "Table 2",
+    "Section 3") rather than a keyphrase (dropped from long documents' candidates)."""
+    words = _WORD.findall(phrase or "")
+    return bool(words) and _is_number(words[-1])
+
+
 def _clauses(text: str) -> Iterable[list[tuple[str, int, int]]]:
     """Runs of words separated only by white space: ``[(word, start, end), ...]`` per clause."""
     run: list[tuple[str, int, int]] = []

@@ -25,7 +25,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 #: whenever code changes what the same settings extract.
 #: kpe-extract-2: a text's vectors no longer depend on its batch (one canonical padded length per text, row-wise int8),
 #: exact score ties broken by phrase text, ``max_text_chars``.
-ENGINE_VERSION = "kpe-extract-2"
+#: kpe-extract-3: long documents (``long_document_chars``) ranked by cosine x frequency x first position, and their
+#: candidates ending in a number ("Definition 1.5", "Table 2") dropped; shorter texts rank as before.
+ENGINE_VERSION = "kpe-extract-3"
 
 #: Settings that do not change the extracted phrases (left out of ``config_hash``).
 RUNTIME_FIELDS: frozenset[str] = frozenset({"batch_tokens", "use_cache", "threads", "device", "cache_memory_items"})
@@ -76,6 +78,13 @@ class ExtractionConfig(BaseModel):
         "candidates, document pass and first pass alike, so a pathological 5 MB 'abstract' costs as much as a "
         "100 kB one (a few seconds). The longest texts of the keyphrase benchmarks (NUS full papers, at most 75 kB) "
         "are read whole; None: no limit",
+    )
+    long_document_chars: int | None = Field(
+        8000, ge=1,
+        description="Texts at least this long (full papers, not abstracts) are ranked by max(cosine, 0)^2 x "
+        "ln(1 + occurrences) x a decay of the first occurrence's position (kpe.extract.ranking.long_document_scores), "
+        "in the first pass and the final ranking alike, and their candidates ending in a number are dropped: "
+        "cosine alone ranks generic words of a 50 kB paper first. None: every text ranked by cosine alone",
     )
     # --- runtime only: not part of config_hash ---
     batch_tokens: int | None = Field(

@@ -23,6 +23,15 @@ How one batch of documents is processed (``KeyBERTRanker.rank``):
    encoded on their own (KeyBERT's phrase embeddings) in batches of one canonical length each;
 4. candidates are ranked by cosine to the document (equal scores by phrase text), or with MMR / Max Sum Distance.
 
+**Long documents** (at least ``long_document_chars`` characters: full papers, not abstracts) are ranked, in the
+first pass and in the final ranking, by ``kpe.extract.ranking.long_document_scores``: the squared cosine times
+ln(1 + occurrences) times a decay of the first occurrence's position, and their candidates ending in a number
+("Definition 1.5") are dropped. The document embedding stays the first window's: in a paper that is the title
+and abstract, which ranked better than the mean over all windows on NUS (macro F1@5 0.229 against 0.208 on the
+first 25 papers).
+Cosine alone ranks generic words first there ("described", "approaches got"): the mean token vector of a word
+that occurs everywhere is close to the mean of the document. Shorter texts are ranked as before.
+
 A document's result does not depend on the batch it came in (which documents share it, in what order): the
 encoder computes every text at one canonical shape with row-wise int8 (``kpe.extract.encoder``), every other
 step works per document, and the cache holds the vectors a fresh encoding gives. Only the first
@@ -40,15 +49,26 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from kpe.extract.candidates import Candidate, KeyBERTCandidates, candidate_spans
+from kpe.extract.candidates import Candidate, KeyBERTCandidates, candidate_spans, ends_with_number
 from kpe.extract.config import ENGINE_VERSION, ExtractionConfig
 from kpe.extract.embedding_cache import EmbeddingCache
 from kpe.extract.encoder import ENCODING_VERSION, DocumentEncoding, SentenceEncoder, cpu_has_native_bf16
 from kpe.extract.methods import Keyphrase
-from kpe.extract.ranking import cosine_scores, drop_subphrases, max_sum, mmr, ranked_by_score, top_by_score
+from kpe.extract.ranking import (
+    cosine_scores,
+    drop_subphrases,
+    long_document_scores,
+    max_sum,
+    mmr,
+    ranked_by_score,
+    top_by_score,
+)
 
-#: Documents per internal step (bounds the memory held by token vectors: ~0.4 MB per document for MiniLM).
+#: Documents per internal step (bounds the memory held by token vectors: ~0.4 MB per abstract for MiniLM) ...
 DOC_STEP = 256
+#: ... and characters per step: full papers hold ~0.4 MB of token vectors per 1,000 characters (20 MB for a 50 kB
+#: paper), so a step of 256 of them would hold 5 GB; 2,000,000 characters bound a step to about 0.8 GB.
+STEP_CHARS = 2_000_000
 
 
 def cap_text(text: str, max_chars: int | None) -> str:
@@ -94,6 +114,30 @@ def pooled_token_vectors(enc: DocumentEncoding, candidates: Sequence[Candidate])
     return vectors.astype(np.float32), counts > 0
 
 
+def doc_steps(indices: list[int], lengths: list[int]) -> list[list[int]]:
+    """``indices`` cut into consecutive steps of at most ``DOC_STEP`` documents and ``STEP_CHARS`` characters
+    (a longer document gets a step of its own)."""
+    steps: list[list[int]] = []
+    current: list[int] = []
+    chars = 0
+    for index, length in zip(indices, lengths):
+        if current and (len(current) >= DOC_STEP or chars + length > STEP_CHARS):
+            steps.append(current)
+            current, chars = [], 0
+        current.append(index)
+        chars += length
+    if current:
+        steps.append(current)
+    return steps
+
+
+def occurrence_stats(candidates: Sequence[Candidate], text_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(occurrences, first character offset)`` of each candidate; one never located counts once, at the end."""
+    counts = np.asarray([max(len(c.spans), 1) for c in candidates], dtype=np.float64)
+    first = np.asarray([min((s for s, _ in c.spans), default=text_length) for c in candidates], dtype=np.float64)
+    return counts, first
+
+
 class KeyBERTRanker:
     """Ranks given candidates of given documents with one encoder (see the module docstring)."""
 
@@ -113,23 +157,31 @@ class KeyBERTRanker:
         out: list[list[Keyphrase]] = [[] for _ in docs]
         docs = [cap_text(doc or "", self.config.max_text_chars) for doc in docs]
         todo = [i for i, (doc, cands) in enumerate(zip(docs, candidates_per_doc)) if doc and doc.strip() and cands]
-        for start in range(0, len(todo), DOC_STEP):
-            step = todo[start : start + DOC_STEP]
+        for step in doc_steps(todo, [len(docs[i]) for i in todo]):
             ranked = self._rank_step(
-                [docs[i] for i in step], [self._as_candidates(docs[i], candidates_per_doc[i]) for i in step]
+                [docs[i] for i in step],
+                [self._as_candidates(docs[i], candidates_per_doc[i], self.is_long(docs[i])) for i in step],
             )
             for i, result in zip(step, ranked):
                 out[i] = result
         return out
 
-    def _as_candidates(self, doc: str, cands: Sequence[str | Candidate]) -> list[Candidate]:
-        """Candidates with their occurrences (located in the text when given as strings), one per encoder key."""
-        need_spans = self.config.prefilter == "contextual" or self.config.candidate_embedding == "contextual"
+    def is_long(self, doc: str) -> bool:
+        """Whether a (capped) text is ranked as a long document (``config.long_document_chars``)."""
+        limit = self.config.long_document_chars
+        return limit is not None and len(doc) >= limit
+
+    def _as_candidates(self, doc: str, cands: Sequence[str | Candidate], long: bool = False) -> list[Candidate]:
+        """Candidates with their occurrences (located in the text when given as strings), one per encoder key;
+        a long document's candidates ending in a number are left out."""
+        need_spans = long or self.config.prefilter == "contextual" or self.config.candidate_embedding == "contextual"
         seen: dict[str, Candidate] = {}
         for cand in cands:
             if isinstance(cand, str):
+                if long and ends_with_number(cand):
+                    continue
                 cand = Candidate(cand, locate(doc, cand) if need_spans else [])
-            if not cand.phrase.strip():
+            if not cand.phrase.strip() or (long and ends_with_number(cand.phrase)):
                 continue
             key = self.encoder.key(cand.phrase)
             if key in seen:
@@ -161,6 +213,8 @@ class KeyBERTRanker:
         vectors: list[np.ndarray | None] = [None] * len(docs)
         kept: list[list[Candidate]] = []
         static_docs = self.encoder.static_embeddings(docs) if cfg.prefilter == "static" and not contextual else None
+        long = [self.is_long(doc) for doc in docs]
+        stats = [occurrence_stats(doc_cands, len(doc)) if lg else None for doc, doc_cands, lg in zip(docs, cands, long)]
         for d, (enc, doc_cands) in enumerate(zip(encodings, cands)):
             if contextual:
                 pooled, covered = pooled_token_vectors(enc, doc_cands)
@@ -172,6 +226,8 @@ class KeyBERTRanker:
             elif cfg.prefilter == "contextual":
                 pooled, covered = pooled_token_vectors(enc, doc_cands)
                 scores = cosine_scores(enc.embedding, pooled)
+                if long[d]:
+                    scores = long_document_scores(scores, *stats[d])
                 scores[~covered] = -np.inf
                 names = [c.phrase for c in doc_cands]
                 best = top_by_score(scores, min(max(cfg.prefilter_k, cfg.top_n), int(covered.sum())), names)
@@ -180,6 +236,8 @@ class KeyBERTRanker:
             else:  # static
                 static = self.encoder.static_embeddings([c.phrase for c in doc_cands])
                 scores = cosine_scores(static_docs[d], static)
+                if long[d]:
+                    scores = long_document_scores(scores, *stats[d])
                 names = [c.phrase for c in doc_cands]
                 kept.append([doc_cands[i] for i in top_by_score(scores, max(cfg.prefilter_k, cfg.top_n), names)])
         t = self._tick("first_pass", t)
@@ -194,7 +252,10 @@ class KeyBERTRanker:
                     else np.zeros((0, self.encoder.dimension), np.float32)
                 )
         t = time.perf_counter()
-        results = [self._select(enc.embedding, doc_kept, vecs) for enc, doc_kept, vecs in zip(encodings, kept, vectors)]
+        results = [
+            self._select(enc.embedding, doc_kept, vecs, len(doc) if lg else None)
+            for enc, doc_kept, vecs, doc, lg in zip(encodings, kept, vectors, docs, long)
+        ]
         self._tick("ranking", t)
         return results
 
@@ -217,14 +278,22 @@ class KeyBERTRanker:
             table.update(fresh)
         return table
 
-    def _select(self, doc_embedding: np.ndarray, cands: list[Candidate], vectors: np.ndarray) -> list[Keyphrase]:
+    def _select(
+        self, doc_embedding: np.ndarray, cands: list[Candidate], vectors: np.ndarray, long_text: int | None = None
+    ) -> list[Keyphrase]:
+        """The top ``top_n`` of a document's candidates; ``long_text``: the length of a long document (ranked by
+        the long-document score; MMR / Max Sum then choose among its best ``3 x max(top_n, nr_candidates)``)."""
         cfg = self.config
         if not cands:
             return []
         scores = cosine_scores(doc_embedding, vectors)
+        if long_text is not None:
+            scores = long_document_scores(scores, *occurrence_stats(cands, long_text))
         phrases = [c.phrase for c in cands]
-        if cfg.drop_subphrases:
-            order = drop_subphrases(phrases, ranked_by_score(scores, phrases))
+        if cfg.drop_subphrases or (long_text is not None and (cfg.diversity is not None or cfg.use_maxsum)):
+            order = ranked_by_score(scores, phrases)
+            if cfg.drop_subphrases:
+                order = drop_subphrases(phrases, order)
             pool = order[: max(cfg.top_n, cfg.nr_candidates if cfg.use_maxsum else 0) * 3]
         else:
             pool = None
@@ -238,6 +307,8 @@ class KeyBERTRanker:
             chosen = pool[: cfg.top_n]
         else:
             chosen = top_by_score(scores, cfg.top_n, phrases)
+        if long_text is not None:  # MMR / Max Sum return their choice by cosine: list it by the score it carries
+            chosen = sorted(chosen, key=lambda i: (-float(scores[i]), phrases[i]))
         return [Keyphrase(phrases[i], float(scores[i])) for i in chosen]
 
 

@@ -63,13 +63,20 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on a GPU with bf16 or a CPU with native bf16 (AVX512-BF16/AMX; "
+        "KPE_NATIVE_BF16 overrides the detection), fp16 on other GPUs, else fp32 (bf16/fp16 as autocast)")
     mixed_precision: Literal["no", "bf16", "fp16"] | None = Field(
-        None, description="no | bf16 | fp16; empty: what `accelerate launch --mixed_precision` set, else no")
+        None, description="Accelerate's setting, wins over precision when given (no = fp32); empty: precision, "
+        "or what `accelerate launch --mixed_precision` set when precision is auto")
     seed: int = DEFAULT_SEED
     patience: int = Field(2, ge=1, description="Evaluations without improvement before early stopping")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk (oldest deleted)")
     resume_from: str | None = Field(None, description="Checkpoint dir to resume from, or 'latest'")
     log_with: Literal["tensorboard", "none"] = "tensorboard"
+    group_by_length: bool = Field(
+        True, description="Batches of examples of similar length (random mega-batches sorted by length), so that "
+        "dynamic padding pads little; off: plain shuffling")
     num_workers: int = Field(0, ge=0)
     num_threads: int | None = Field(
         None, ge=1, description="torch CPU threads (default: torch's choice; 1 helps on a busy machine)"
@@ -84,6 +91,13 @@ class TrainConfig(BaseModel):
     whole_word_mask: bool = False
     nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT models only)")
     tune_hybrid: bool = Field(True, description="tagger: tune the hybrid weight on the validation slice")
+    min_label_docs: int | None = Field(
+        None, ge=1, description="classify: MeSH labels = descriptors of at least this many training docs "
+        "(default: setting mesh_min_docs)")
+    holdout_from_year: int | None = Field(
+        None, description="classify: documents published in or after this year are left out of training")
+    threshold_mode: Literal["global", "per_label"] = Field(
+        "global", description="classify: predict with the global or the per-label thresholds tuned on validation")
 
     @field_validator("kind")
     @classmethod
@@ -98,6 +112,8 @@ class TrainConfig(BaseModel):
             raise ValueError("train_data 'pubmed' needs lake_dir (the Parquet lake with ingested MEDLINE documents)")
         if self.kind == "mlm" and not self.train_data and self.lake_dir is None:
             raise ValueError("mlm needs a corpus: lake_dir and/or train_data")
+        if self.kind == "classify" and self.lake_dir is None:
+            raise ValueError("classify needs lake_dir (the Parquet lake with MEDLINE documents that carry MeSH)")
         return self
 
     def model_dir(self) -> Path:
@@ -124,6 +140,8 @@ class TrainResult:
     seconds: float  # wall-clock of the whole run, earlier runs of a resumed one included
     data_summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    precision: str = "fp32"  # what the run trained at (``kpe.train.loop.training_precision``)
+    samples_per_second: float = 0.0  # training examples per second of training (evaluation not counted)
 
 
 def run_config(

@@ -1,22 +1,29 @@
 """Training documents: benchmark train files (gold) and ingested MEDLINE documents (silver author keywords).
 
 Every document is a ``kpe.datasets.GoldDocument`` read by the one strict loader; silver documents follow the one
-silver rule (``kpe.datasets.silver_document``), their rows read from the Parquet lake with Hugging Face
-``datasets``. Nothing here opens the warehouse: the documents it marks deleted come in as ``exclude_doc_ids``
-(the train tasks read them with ``warehouse.documents.deleted_doc_ids``).
+silver rule (``kpe.datasets.silver_document``). The lake side is Hugging Face ``datasets`` end to end: the Parquet
+shards are read with ``Dataset.from_parquet`` (an Arrow copy cached under ``settings.cache_dir/datasets``), the
+latest row per ``doc_id`` selected, and the silver rule applied with ``Dataset.map`` (cached, keyed by the shards'
+fingerprint and the rule's code). A kind's tokenisation and label alignment runs as one batched ``Dataset.map``
+too (:func:`map_features`), cached on disk keyed by the documents, the tokenizer, the settings and the code, so a
+second run over the same data loads the Arrow file instead of tokenising again. Nothing here opens the warehouse:
+the documents it marks deleted come in as ``exclude_doc_ids`` (the train tasks read them with
+``warehouse.documents.deleted_doc_ids``).
 
 Usage::
 
     docs = load_benchmark("inspec", "train")                  # list[GoldDocument], dataset "inspec"
     silver = silver_docs(lake_dir, exclude_doc_ids=deleted)   # documents whose author keywords occur in the text
     train_docs, val_docs = split_docs(docs)                   # PubMed dev split held out, salted validation
+    feats = map_features(train_docs, featurize, tokenizer=tok, settings={"max_length": 256, "stride": 64})
+    feats.dataset, feats.stats, feats.from_cache              # Arrow rows, alignment per source, cache hit?
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,7 @@ from typing import Any
 from kpe.datasets import FAMILIES, SILVER_TRAINING, GoldDocument, load_benchmark, load_jsonl, silver_documents
 from kpe.extract.methods import document_text
 from kpe.splits import DEV_FRACTION, split_of
+from kpe.train.alignment import AlignmentStats
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,8 @@ SILVER = SILVER_TRAINING  # "pubmed": silver labels of the ingested documents
 LAKE = "lake"  # lake documents without labels (the masked-LM corpus)
 #: Training sources when none are named; ``pubmed`` is added when the lake has documents.
 DEFAULT_TRAIN_DATA: tuple[str, ...] = ("inspec", "semeval2017")
+#: The data summary's entry about the tokenised examples (not a source).
+FEATURES_KEY = "examples"
 _LAKE_COLUMNS = ["doc_id", "source", "title", "abstract", "keywords", "content_hash", "ingested_at"]
 
 
@@ -49,17 +59,27 @@ def training_key(doc: GoldDocument) -> str:
     return doc.doc_id if doc.dataset in (SILVER, LAKE) else f"{doc.dataset}:{doc.doc_id}"
 
 
-def load_lake_documents(
+def datasets_cache_dir(cache_dir: Path | str | None = None) -> Path:
+    """Where ``datasets`` keeps its Arrow copies and the feature caches: ``settings.cache_dir/datasets``."""
+    if cache_dir is None:
+        from kpe.settings import get_settings
+
+        cache_dir = get_settings().cache_dir / "datasets"
+    return Path(cache_dir)
+
+
+def lake_dataset(
     lake_dir: Path | str,
     exclude_doc_ids: Collection[str] = (),
     source: str | None = None,
     cache_dir: Path | str | None = None,
-) -> list[dict[str, Any]]:
-    """Current documents of the Parquet lake, read with Hugging Face ``datasets``.
+) -> Any:
+    """Current documents of the Parquet lake as a ``datasets.Dataset`` (``None`` without shards).
 
-    Keeps the latest row per ``doc_id`` (by ``ingested_at``) and drops ``exclude_doc_ids`` (the documents the
-    warehouse marks deleted). Rows are dicts with ``doc_id, source, title, abstract, keywords, content_hash,
-    ingested_at``, sorted by ``doc_id``.
+    ``Dataset.from_parquet`` over every document shard (its Arrow copy is cached under ``cache_dir``), then the
+    latest row per ``doc_id`` (by ``ingested_at``, later shards winning ties) less ``exclude_doc_ids`` (the
+    documents the warehouse marks deleted), in ``doc_id`` order. Columns: ``doc_id, source, title, abstract,
+    keywords, content_hash, ingested_at``.
     """
     from datasets import Dataset
 
@@ -68,24 +88,71 @@ def load_lake_documents(
     files = document_shard_files(Path(lake_dir), source)
     if not files:
         log.warning("no document shards under %s", lake_dir)
-        return []
-    if cache_dir is None:
-        from kpe.settings import get_settings
-
-        cache_dir = get_settings().cache_dir / "datasets"
-    ds = Dataset.from_parquet(
-        [str(f) for f in files], columns=_LAKE_COLUMNS, cache_dir=str(cache_dir), keep_in_memory=True
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    for row in ds:
-        current = latest.get(row["doc_id"])
-        if current is None or row["ingested_at"] >= current["ingested_at"]:
-            latest[row["doc_id"]] = row
+        return None
+    ds = Dataset.from_parquet([str(f) for f in files], columns=_LAKE_COLUMNS,
+                              cache_dir=str(datasets_cache_dir(cache_dir)))
+    columns = ds.select_columns(["doc_id", "ingested_at"]).with_format("arrow")[:]
+    latest: dict[str, tuple[Any, int]] = {}
+    for i, (doc_id, at) in enumerate(zip(columns["doc_id"].to_pylist(), columns["ingested_at"].to_pylist())):
+        current = latest.get(doc_id)
+        if current is None or at >= current[0]:
+            latest[doc_id] = (at, i)
     excluded = set(exclude_doc_ids)
-    rows = [latest[d] for d in sorted(latest) if d not in excluded]
-    log.info("lake: %d shards, %d rows, %d documents, %d deleted left out", len(files), len(ds), len(rows),
+    keep = [latest[d][1] for d in sorted(latest) if d not in excluded]
+    log.info("lake: %d shards, %d rows, %d documents, %d deleted left out", len(files), len(ds), len(keep),
              len(set(latest) & excluded))
-    return rows
+    return ds.select(keep)
+
+
+def load_lake_documents(
+    lake_dir: Path | str,
+    exclude_doc_ids: Collection[str] = (),
+    source: str | None = None,
+    cache_dir: Path | str | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of :func:`lake_dataset` as dicts (``[]`` without shards)."""
+    ds = lake_dataset(lake_dir, exclude_doc_ids, source, cache_dir)
+    return [] if ds is None else ds.to_list()
+
+
+def _silver_rows(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """``Dataset.map`` body of :func:`silver_dataset`: the one silver rule on a batch of lake rows."""
+    rows = ((d, t, a, list(clean_phrases(k)))
+            for d, t, a, k in zip(batch["doc_id"], batch["title"], batch["abstract"], batch["keywords"]))
+    out: dict[str, list[Any]] = {"doc_id": [], "text": [], "keyphrases": [], "dataset": []}
+    for doc in silver_documents(rows, split="all", dataset=SILVER):
+        out["doc_id"].append(doc.doc_id)
+        out["text"].append(doc.text)
+        out["keyphrases"].append(list(doc.keyphrases))
+        out["dataset"].append(doc.dataset)
+    return out
+
+
+def silver_dataset(
+    lake_dir: Path | str,
+    exclude_doc_ids: Collection[str] = (),
+    cache_dir: Path | str | None = None,
+) -> Any:
+    """The silver set of the lake (every split) as a ``datasets.Dataset`` with ``doc_id, text, keyphrases,
+    dataset`` (``None`` without shards): :func:`lake_dataset` mapped through ``kpe.datasets.silver_documents``.
+
+    The map is cached beside the lake's Arrow copy, keyed by that copy's fingerprint, the rows kept and the
+    rule's code, so a second call over the same shards reads the cached Arrow file.
+    """
+    import inspect
+
+    from kpe import datasets as kpe_datasets
+
+    current = lake_dataset(lake_dir, exclude_doc_ids, cache_dir=cache_dir)
+    if current is None:
+        return None
+    code = inspect.getsource(kpe_datasets) + inspect.getsource(_silver_rows) + inspect.getsource(clean_phrases)
+    key = _digest({"rows": current._fingerprint, "code": _digest(code)})
+    path = datasets_cache_dir(cache_dir) / "silver" / f"silver-{key}.arrow"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return current.map(_silver_rows, batched=True, batch_size=1000, remove_columns=current.column_names,
+                       cache_file_name=str(path), new_fingerprint=key, load_from_cache_file=True,
+                       desc="silver rule")
 
 
 def silver_docs(
@@ -93,12 +160,14 @@ def silver_docs(
     exclude_doc_ids: Collection[str] = (),
     cache_dir: Path | str | None = None,
 ) -> list[GoldDocument]:
-    """The silver set of the lake (``kpe.datasets.silver_documents``, every split): documents with an abstract
-    and at least one author keyword present in title/abstract; the gold list keeps every author keyword (absent
-    ones are ignored by the present-gold metrics and are reported as unaligned)."""
-    rows = ((r["doc_id"], r.get("title"), r.get("abstract"), list(clean_phrases(r.get("keywords"))))
-            for r in load_lake_documents(lake_dir, exclude_doc_ids, cache_dir=cache_dir))
-    return list(silver_documents(rows, split="all", dataset=SILVER))
+    """The silver set of the lake (:func:`silver_dataset`, every split) as documents in ``doc_id`` order:
+    documents with an abstract and at least one author keyword present in title/abstract; the gold list keeps
+    every author keyword (absent ones are ignored by the present-gold metrics and are reported as unaligned)."""
+    ds = silver_dataset(lake_dir, exclude_doc_ids, cache_dir)
+    if ds is None:
+        return []
+    return [GoldDocument(doc_id=r["doc_id"], text=r["text"], keyphrases=tuple(r["keyphrases"]), dataset=r["dataset"])
+            for r in ds]
 
 
 def corpus_texts(lake_dir: Path | str | None, exclude_doc_ids: Collection[str] = (),
@@ -129,6 +198,200 @@ def split_docs(docs: Sequence[GoldDocument], dev_fraction: float = DEV_FRACTION
             continue
         (val if split_of(f"validation:{training_key(doc)}", dev_fraction) == "dev" else train).append(doc)
     return train, val
+
+
+def _digest(value: Any) -> str:
+    """24 hex digits of sha256 over a JSON-able value (cache keys)."""
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _code_digest(fn: Callable[..., Any]) -> str:
+    """A digest of the code a feature function runs: its source, the source of the functions and classes of its
+    own module it calls (followed through their calls), and the label alignment module. Edits elsewhere in the
+    kind's module (prediction, extraction) leave the cache valid."""
+    import functools
+    import inspect
+
+    from kpe.train import alignment
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    digest = hashlib.sha256(Path(inspect.getsourcefile(alignment) or "").read_bytes())
+    module = inspect.getmodule(fn)
+    todo, seen = [fn], set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        try:
+            digest.update(inspect.getsource(obj).encode())
+        except (OSError, TypeError):
+            digest.update(repr(obj).encode())
+            continue
+        codes = [obj.__code__] if inspect.isfunction(obj) else [
+            m.__code__ for m in vars(obj).values() if inspect.isfunction(m)] if inspect.isclass(obj) else []
+        names: set[str] = set()
+        while codes:  # the function's code and the code nested in it (comprehensions, inner functions)
+            code = codes.pop()
+            names |= set(code.co_names)
+            codes += [c for c in code.co_consts if inspect.iscode(c)]
+        for name in sorted(names):
+            ref = getattr(module, name, None)
+            if (inspect.isfunction(ref) or inspect.isclass(ref)) and inspect.getmodule(ref) is module:
+                todo.append(ref)
+    return digest.hexdigest()[:24]
+
+
+def tokenizer_digest(tokenizer: Any) -> str:
+    """What a tokenizer computes: its class and its fast tokenizer's JSON (vocabulary, normalizer, pre- and
+    post-processor; not the truncation / padding state a call leaves behind)."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return _digest(f"{type(tokenizer).__name__}\n{getattr(tokenizer, 'name_or_path', '')}")
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return _digest({"class": type(tokenizer).__name__, "tokenizer": state})
+
+
+def documents_digest(docs: Iterable[GoldDocument]) -> str:
+    """A digest of documents (source, id, text, gold phrases, in order): the data part of a feature cache key."""
+    digest = hashlib.sha256()
+    for d in docs:
+        digest.update("\x1f".join((d.dataset, d.doc_id, d.text, "\x1e".join(d.keyphrases))).encode("utf-8"))
+        digest.update(b"\x1d")
+    return digest.hexdigest()[:24]
+
+
+#: Feature caches kept per name (the newest; a weekly run over a growing lake writes a new one each time).
+KEEP_FEATURE_CACHES = 4
+
+
+def _prune_feature_caches(folder: Path, name: str, keep: int) -> None:
+    """Delete all but the ``keep`` newest ``<name>-<key>.arrow`` caches (and their statistics) in ``folder``."""
+    def mtime(file: Path) -> float:
+        try:
+            return file.stat().st_mtime
+        except OSError:  # removed meanwhile by another run
+            return 0.0
+
+    caches = sorted(folder.glob(f"{name}-*.arrow"), key=mtime, reverse=True)
+    for old in caches[keep:]:
+        for file in (old, old.with_suffix(".stats.json")):
+            file.unlink(missing_ok=True)
+        log.info("removed an old feature cache: %s", old)
+
+
+@dataclass(slots=True)
+class FeatureSet:
+    """A kind's training examples as an Arrow-backed ``datasets.Dataset`` (one row per window), the label
+    alignment per source, the cache file and whether it was loaded from there instead of computed."""
+
+    dataset: Any
+    stats: dict[str, AlignmentStats]
+    cache_file: Path
+    from_cache: bool
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+#: What a kind hands :func:`map_features`: documents -> (one feature dict per example, alignment per source).
+Featurize = Callable[[Sequence[GoldDocument]], tuple[list[dict[str, Any]], Mapping[str, AlignmentStats]]]
+
+
+def map_features(
+    docs: Sequence[GoldDocument],
+    featurize: Featurize,
+    *,
+    tokenizer: Any,
+    settings: Mapping[str, Any],
+    name: str = "features",
+    cache_dir: Path | str | None = None,
+    batch_size: int = 256,
+) -> FeatureSet:
+    """Tokenise and label-align ``docs`` with one batched ``Dataset.map`` of ``featurize``, cached on disk.
+
+    The cache file (``<cache_dir>/features/<name>-<key>.arrow``, ``cache_dir`` defaulting to
+    ``settings.cache_dir/datasets``) is keyed by the documents' content (so by the lake shards, the deletions left
+    out and the split), the tokenizer, ``settings`` (e.g. ``max_length``, ``stride``) and the code of
+    ``featurize``'s module and of the alignment; the alignment statistics are stored beside it (``.stats.json``).
+    A second call with the same inputs loads the Arrow file and does not tokenise again (``from_cache``).
+    """
+    import json
+
+    from datasets import Dataset
+
+    key = _digest({"docs": documents_digest(docs), "tokenizer": tokenizer_digest(tokenizer),
+                   "settings": dict(settings), "code": _code_digest(featurize), "name": name})
+    path = datasets_cache_dir(cache_dir) / "features" / f"{name}-{key}.arrow"
+    stats_path = path.with_suffix(".stats.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from_cache = path.is_file() and stats_path.is_file()
+    stats: dict[str, AlignmentStats] = {}
+    columns: list[str] = []
+
+    def batch_features(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {c: [] for c in columns}
+        for doc_id, text, phrases, dataset in zip(batch["doc_id"], batch["text"], batch["keyphrases"],
+                                                  batch["dataset"]):
+            feats, doc_stats = featurize([GoldDocument(doc_id, text, tuple(phrases), dataset)])
+            for source, s in doc_stats.items():
+                total = stats.setdefault(source, AlignmentStats())
+                total.n_docs += s.n_docs
+                total.n_phrases += s.n_phrases
+                total.n_unaligned += s.n_unaligned
+                total.examples.extend(s.examples[: max(0, 5 - len(total.examples))])
+            for feature in feats:
+                for column, value in feature.items():
+                    if column not in out:
+                        columns.append(column)
+                        out[column] = []
+                    out[column].append(value)
+        return out
+
+    table = Dataset.from_dict({"doc_id": [d.doc_id for d in docs], "text": [d.text for d in docs],
+                               "keyphrases": [list(d.keyphrases) for d in docs],
+                               "dataset": [d.dataset for d in docs]})
+    features = table.map(batch_features, batched=True, batch_size=batch_size, remove_columns=table.column_names,
+                         cache_file_name=str(path), new_fingerprint=key, load_from_cache_file=from_cache,
+                         desc=f"tokenize + align ({name})")
+    if from_cache:
+        stats = {source: AlignmentStats(**s) for source, s in json.loads(stats_path.read_text()).items()}
+    else:
+        tmp = stats_path.with_name(stats_path.name + ".tmp")
+        tmp.write_text(json.dumps({source: {"n_docs": s.n_docs, "n_phrases": s.n_phrases,
+                                            "n_unaligned": s.n_unaligned, "examples": s.examples}
+                                   for source, s in stats.items()}))
+        tmp.replace(stats_path)
+        _prune_feature_caches(path.parent, name, keep=KEEP_FEATURE_CACHES)
+    log.info("%s: %d documents -> %d examples (%s %s)", name, len(docs), len(features),
+             "loaded from" if from_cache else "cached in", path)
+    return FeatureSet(features, stats, path, from_cache)
+
+
+def training_features(docs: Sequence[GoldDocument], featurize: Featurize, *, tokenizer: Any,
+                      settings: Mapping[str, Any], name: str, summary: dict[str, Any]) -> Any:
+    """:func:`map_features` for a kind's ``setup``: the examples as a ``datasets.Dataset``; the alignment per
+    source and the example count / cache go into the run's data ``summary`` (model card, registry)."""
+    from kpe.train.kinds import add_alignment
+
+    feats = map_features(docs, featurize, tokenizer=tokenizer, settings=settings, name=name)
+    add_alignment(summary, feats.stats)
+    tokens = 0
+    if "input_ids" in feats.dataset.column_names:
+        import pyarrow.compute as pc
+
+        tokens = int(pc.sum(pc.list_value_length(feats.dataset.with_format("arrow")["input_ids"])).as_py() or 0)
+    summary[FEATURES_KEY] = {"examples": len(feats), "tokens": tokens, "documents": len(docs),
+                             "from_cache": feats.from_cache, "cache_file": str(feats.cache_file)}
+    return feats.dataset
 
 
 class SourceDocs(list):
@@ -191,7 +454,7 @@ def train_val_docs(config: Any) -> tuple[list[GoldDocument], list[GoldDocument],
         train_docs += tr
         val_docs += va
         summary[name] = {"docs": len(source), "train_docs": len(tr), "val_docs": len(va),
-                         "empty_text_left_out": source.n_empty,
+                         "held_out_dev": len(source) - len(tr) - len(va), "empty_text_left_out": source.n_empty,
                          "phrases": sum(len(d.keyphrases) for d in source)}
     if not train_docs:
         raise ValueError(f"no training documents in {config.train_data}")

@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from kpe.datasets import GoldDocument
 from kpe.extract.methods import Keyphrase
 from kpe.phrases import phrase_key
 from kpe.train.alignment import AlignmentStats, Window, join_words, tokenize_windows
-from kpe.train.kinds import KindSetup, add_alignment, keyphrase_metrics
+from kpe.train.kinds import KindSetup, keyphrase_metrics
 from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
 from kpe.train.predict import DEFAULT_TOP_N, device_of, option
 
@@ -400,11 +401,12 @@ def save_joint(model: JointKPE, tokenizer: Any, model_dir: Path) -> None:
 
 def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
     """A joint run: n-gram labels per window, fresh heads on ``base``, validation F1@5."""
-    from kpe.train.data import train_val_docs
+    from kpe.train.data import train_val_docs, training_features
 
     train_docs, val_docs, summary = train_val_docs(config)
-    features, stats = joint_features(train_docs, tokenizer, config.max_length, config.stride, config.max_ngram)
-    add_alignment(summary, stats)
+    settings = {"max_length": config.max_length, "stride": config.stride, "max_ngram": config.max_ngram}
+    features = training_features(train_docs, partial(joint_features, tokenizer=tokenizer, **settings),
+                                 tokenizer=tokenizer, settings=settings, name="joint", summary=summary)
     model = JointKPE.from_base(base, max_ngram=config.max_ngram, word_pooling=config.word_pooling,
                                rank_margin=config.rank_margin)
 

@@ -34,6 +34,22 @@ class ModelKind:
     description: str
     methods: Mapping[str, str] = field(default_factory=dict)
     main_metric: str = "f1@5"
+    #: What the nightly writes with a production model of this kind: ``keyphrases`` (the extraction kinds and
+    #: the encoders they start from), or an annotation table, ``entities`` or ``doc_labels``. Each output has
+    #: its own production model (``warehouse.models``).
+    output: str = "keyphrases"
+    #: Annotation kinds: ``"module:function"`` ``(model_dir) -> annotator`` (``kpe.annotate``).
+    annotator: str = ""
+    #: What the validation metrics are measured on, for the model card.
+    validation: str = "internal validation slice of the training sources, present gold keyphrases, stemmed matching"
+    #: Whether ``TrainConfig.train_data`` names this kind's training data (the annotation kinds bring their own).
+    uses_train_data: bool = True
+
+    @property
+    def task_tag(self) -> str:
+        """The Hugging Face task tag of the kind's models, for the model card."""
+        return {"entities": "token-classification", "doc_labels": "text-classification"}.get(
+            self.output, "fill-mask" if self.name == "mlm" else "keyphrase-extraction")
 
     def setup(self, config: Any, base: str, tokenizer: Any) -> KindSetup:
         """The kind module's ``setup``: data, model, loss, validation and saving for one run."""
@@ -68,8 +84,18 @@ KINDS: dict[str, ModelKind] = {
                    "keybert-ft": KEYBERT_FT}),
         ModelKind("joint", "kpe.train.joint", "span ranker",
                   {"joint": "kpe.train.joint:build_joint", "keybert-ft": KEYBERT_FT}),
+        ModelKind("embed", "kpe.train.embed", "contrastive bi-encoder for KeyBERT ranking",
+                  {"keybert-ft": KEYBERT_FT, "keybert-ft-fast": "kpe.train.embed:build_keybert_ft_fast"}),
         ModelKind("mlm", "kpe.train.mlm", "domain-adaptive masked LM: an encoder to fine-tune from",
-                  main_metric="neg_val_loss"),
+                  main_metric="neg_val_loss", validation="masked-LM loss on held-out lake text"),
+        ModelKind("classify", "kpe.train.classify", "multi-label MeSH classifier (encoder + sigmoid layer)",
+                  main_metric="micro_f1", output="doc_labels", annotator="kpe.annotate:mesh_annotator",
+                  validation="MeSH validation split (by doc_id), micro F1 at the tuned threshold",
+                  uses_train_data=False),
+        ModelKind("ner", "kpe.train.ner", "chemical / disease NER (BC5CDR token classification)",
+                  main_metric="entity_f1", output="entities", annotator="kpe.train.ner:load_annotator",
+                  validation="BC5CDR devel, entity-level precision / recall / F1 (seqeval, strict IOB2)",
+                  uses_train_data=False),
     )
 }
 
@@ -85,6 +111,23 @@ def get_kind(name: str) -> ModelKind:
 def extraction_kinds() -> dict[str, ModelKind]:
     """The kinds whose models extraction can run (those offering methods): what ``kpe train --kind`` takes."""
     return {name: kind for name, kind in KINDS.items() if kind.methods}
+
+
+def annotation_kinds() -> dict[str, ModelKind]:
+    """The kinds whose production model annotates documents (``ner`` -> ``entities``, ``classify`` ->
+    ``doc_labels``), in nightly order."""
+    return {name: kind for name, kind in KINDS.items() if kind.output != "keyphrases"}
+
+
+def trainable_kinds() -> dict[str, ModelKind]:
+    """What ``kpe train --kind`` takes: the extraction kinds and the annotation kinds (not ``mlm``)."""
+    return {**extraction_kinds(), **annotation_kinds()}
+
+
+def output_of(kind: str) -> str:
+    """What a production model of ``kind`` feeds (``keyphrases``, ``entities``, ``doc_labels``); a kind this table
+    does not know (an old registry row, ``encoder``) feeds keyphrases."""
+    return KINDS[kind].output if kind in KINDS else "keyphrases"
 
 
 def method_factories() -> dict[str, str]:

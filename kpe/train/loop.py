@@ -1,9 +1,13 @@
 """One Accelerate training loop for every model kind (``kpe.train.kinds``: tagger, joint span ranker, MLM).
 
-``train`` reads top to bottom like Hugging Face's ``run_ner_no_trainer.py``: set up (accelerator, seed, the
-kind's data and model, optimizer, schedule), ``accelerator.prepare`` (and resume), loop (accumulate, clip,
+``train`` reads top to bottom like Hugging Face's ``run_ner_no_trainer.py``: set up (precision, accelerator, seed,
+the kind's data and model, optimizer, schedule), ``accelerator.prepare`` (and resume), loop (accumulate, clip,
 step), evaluate each epoch and keep the best model, checkpoint, stop early, save the model card. Everything a
 kind brings (data, model, loss, validation, saving) comes from its ``setup``; nothing here names a kind.
+
+Speed on a CPU: batches are length-grouped (:class:`LengthGroupedEpochSampler`) and the kind's collator pads each
+to its own longest example; the precision (:func:`training_precision`) is bf16 autocast where the CPU computes
+bf16 natively and fp32 elsewhere; a progress bar and a log line every 30 s give samples/s and the ETA.
 
 Usage::
 
@@ -44,20 +48,20 @@ def train(config: TrainConfig) -> TrainResult:
 
     # 1. set up: accelerator, seed, the kind's data, model and loss, optimizer
     started = time.perf_counter()
-    accelerator = _accelerator(config)
+    precision = training_precision(config)
+    accelerator = _accelerator(config, precision)
     set_seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     kind = get_kind(config.kind)
     base = resolve_encoder(config.base)
-    log.info("training %s from %s on %s (%s, %d process(es), mixed precision %s)", config.kind, base,
-             config.train_data, accelerator.device, accelerator.num_processes, accelerator.mixed_precision)
+    log.info("training %s from %s on %s (%s, %d process(es), precision %s)", config.kind, base,
+             config.train_data, accelerator.device, accelerator.num_processes, precision)
     tokenizer = AutoTokenizer.from_pretrained(base)
     run = kind.setup(config, base, tokenizer)
-    if not run.train_features:
+    if not len(run.train_features):
         raise ValueError(f"{config.kind}: no training examples after tokenization")
-    train_dl = DataLoader(run.train_features, batch_size=config.batch_size, shuffle=True,
-                          collate_fn=run.collate, num_workers=config.num_workers)
+    train_dl = _train_loader(run, config)
     optimizer = torch.optim.AdamW(_param_groups(run.model, config, run.is_head), lr=config.learning_rate)
 
     # 2. prepare for the devices, schedule (max_steps, when set, replaces epochs), resume
@@ -80,13 +84,14 @@ def train(config: TrainConfig) -> TrainResult:
     # 3. loop over epochs; 4. evaluate each, keep the best model, checkpoint, stop early
     model_dir = config.model_dir()
     bar = tqdm(total=total_steps, initial=progress.global_step, disable=not accelerator.is_main_process,
-               desc=f"train {config.kind}")
+               desc=f"train {config.kind} ({precision})", unit="step", mininterval=1.0)
+    eta = EtaLog(total_steps, progress.global_step, progress.samples)
     running = RunningLoss()
     stop = progress.global_step >= total_steps
     while not stop and progress.epoch < epochs:
         epoch = progress.epoch
         stop, finished_epoch = _train_epoch(accelerator, model, optimizer, scheduler, train_dl, config, progress,
-                                            total_steps, running, bar)
+                                            total_steps, running, bar, eta)
         _evaluate(accelerator, model, run, kind.main_metric, progress, model_dir,
                   epoch + (1 if finished_epoch else progress.batches_in_epoch / len(train_dl)))
         if finished_epoch:
@@ -102,21 +107,29 @@ def train(config: TrainConfig) -> TrainResult:
     # 5. save: the best model is in model_dir; the kind's finishing step and the model card go beside it
     seconds = earlier_seconds + time.perf_counter() - started
     metrics = dict(progress.best_metrics)
-    metrics["train_samples_per_second"] = progress.samples / progress.train_seconds if progress.train_seconds else 0.0
+    samples_per_second = progress.samples / progress.train_seconds if progress.train_seconds else 0.0
+    metrics["train_samples_per_second"] = samples_per_second
+    if progress.train_seconds:
+        metrics["train_tokens_per_second"] = progress.tokens / progress.train_seconds
+    if progress.train_cpu_seconds:  # what an otherwise idle machine would do per core (a busy one: less wall rate)
+        metrics["train_samples_per_cpu_second"] = progress.samples / progress.train_cpu_seconds
+        metrics["train_tokens_per_cpu_second"] = progress.tokens / progress.train_cpu_seconds
     if accelerator.is_main_process and model_dir.exists():
         if run.finish is not None:
             run.data_summary.update(run.finish(model_dir))
         from kpe.train.model_card import write_model_card
 
-        settings = {**_tracker_config(config), "mixed_precision": accelerator.mixed_precision,
-                    "processes": accelerator.num_processes, "device": str(accelerator.device)}
+        settings = {**_tracker_config(config), "precision_used": precision,
+                    "mixed_precision": accelerator.mixed_precision, "processes": accelerator.num_processes,
+                    "device": str(accelerator.device)}
         write_model_card(model_dir, kind=config.kind, base=base, settings=settings,
                          data=run.data_summary, metrics=metrics, seconds=seconds, steps=progress.global_step,
-                         history=progress.history)
+                         history=progress.history, precision=precision, samples_per_second=samples_per_second)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(model_dir=model_dir, kind=config.kind, metrics=metrics, steps=progress.global_step,
-                       seconds=seconds, data_summary=run.data_summary, history=progress.history)
+                       seconds=seconds, data_summary=run.data_summary, history=progress.history,
+                       precision=precision, samples_per_second=samples_per_second)
 
 
 # ----------------------------------------------------------------------------------------------- loop state
@@ -133,8 +146,10 @@ class Progress:
     bad_evals: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0  # CPU time of the process while training (all its threads)
     wall_seconds: float = 0.0  # of the runs before the last checkpoint (a resumed run adds its own)
     samples: int = 0
+    tokens: int = 0  # real (unpadded) tokens of the training examples seen
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -162,12 +177,69 @@ class RunningLoss:
 
 # ----------------------------------------------------------------------------------------------- steps of train()
 
-def _accelerator(config: TrainConfig) -> Any:
+@dataclass
+class EtaLog:
+    """Logs progress with samples/s and an ETA every ``every_s`` seconds, so that a run's log (the Prefect UI,
+    a redirected stderr where the progress bar does not show) says how far it is and when it will end."""
+
+    total_steps: int
+    start_step: int
+    start_samples: int = 0
+    every_s: float = 30.0
+    started: float = field(default_factory=time.perf_counter)
+    last: float = field(default_factory=time.perf_counter)
+
+    def update(self, step: int, samples: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every_s and step < self.total_steps:
+            return
+        self.last = now
+        done = step - self.start_step
+        elapsed = now - self.started
+        eta = elapsed / done * (self.total_steps - step) if done else float("nan")
+        log.info("step %d/%d (%.0f%%), %.2f samples/s, %s elapsed, ETA %s", step, self.total_steps,
+                 100 * step / max(self.total_steps, 1), (samples - self.start_samples) / elapsed if elapsed else 0.0,
+                 _clock(elapsed), _clock(eta))
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def training_precision(config: TrainConfig) -> str:
+    """The precision a run trains at: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``mixed_precision`` (Accelerate's own setting), when given, wins; with ``precision="auto"`` an
+    ``accelerate launch --mixed_precision`` choice comes next; otherwise ``precision`` is resolved the way
+    extraction resolves it (``kpe.extract.encoder.resolve_precision``): ``auto`` is bf16 on a CUDA device with
+    bf16 (fp16 without) and on a CPU with native bf16 (AVX512-BF16 / AMX, ``KPE_NATIVE_BF16`` overrides the
+    detection), fp32 elsewhere, so no machine pays for emulated bf16 unless asked to.
+    """
+    import os
+
+    from kpe.extract.encoder import resolve_precision
+
+    chosen = config.mixed_precision
+    if chosen is None and config.precision == "auto":
+        chosen = os.environ.get("ACCELERATE_MIXED_PRECISION") or None
+    if chosen is not None:
+        return "fp32" if chosen == "no" else chosen
+    device = "cuda" if torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU") else "cpu"
+    return resolve_precision(config.precision, device)
+
+
+def _accelerator(config: TrainConfig, precision: str) -> Any:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
 
+    if PartialState().num_processes == 1:  # one process: a run may use another precision than the run before it
+        AcceleratorState._reset_state()
     return Accelerator(
-        mixed_precision=config.mixed_precision,
+        mixed_precision="no" if precision == "fp32" else precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=None if config.log_with == "none" else config.log_with,
         project_config=ProjectConfiguration(project_dir=str(Path(config.output_dir)),
@@ -175,6 +247,52 @@ def _accelerator(config: TrainConfig) -> Any:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+
+
+class LengthGroupedEpochSampler:
+    """Transformers' ``LengthGroupedSampler`` (random mega-batches of 50 batches, each sorted by length, so that a
+    batch holds examples of similar length and dynamic padding pads little), reshuffled per epoch from
+    ``seed + epoch``: the order is reproducible, and a resumed run sees the same batches."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Any:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(LengthGroupedSampler(self.batch_size, lengths=self.lengths, generator=generator))
+
+
+def feature_lengths(features: Any, column: str = "input_ids") -> list[int]:
+    """Tokens per training example: read from the Arrow column of a ``datasets.Dataset``, else from each dict."""
+    if hasattr(features, "with_format"):
+        import pyarrow.compute as pc
+
+        return pc.list_value_length(features.with_format("arrow")[column]).to_pylist()
+    return [len(f[column]) for f in features]
+
+
+def _train_loader(run: KindSetup, config: TrainConfig) -> DataLoader:
+    """Batches of ``batch_size`` examples, length-grouped when ``group_by_length`` (else shuffled); the kind's
+    collator pads each batch to its own longest example (dynamic padding)."""
+    features = run.train_features
+    columns = features.column_names if hasattr(features, "column_names") else list(features[0])
+    if config.group_by_length and "input_ids" in columns:
+        sampler = LengthGroupedEpochSampler(feature_lengths(features), config.batch_size, config.seed)
+        return DataLoader(run.train_features, batch_size=config.batch_size, sampler=sampler,
+                          collate_fn=run.collate, num_workers=config.num_workers)
+    return DataLoader(run.train_features, batch_size=config.batch_size, shuffle=True, collate_fn=run.collate,
+                      num_workers=config.num_workers)
 
 
 def _param_groups(model: torch.nn.Module, config: TrainConfig, is_head: Callable[[str], bool]) -> list[dict[str, Any]]:
@@ -224,7 +342,8 @@ def _tracker_config(config: TrainConfig) -> dict[str, Any]:
 
 
 def _train_epoch(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, train_dl: Any, config: TrainConfig,
-                 progress: Progress, total_steps: int, running: RunningLoss, bar: Any) -> tuple[bool, bool]:
+                 progress: Progress, total_steps: int, running: RunningLoss, bar: Any, eta: EtaLog
+                 ) -> tuple[bool, bool]:
     """One epoch (the rest of it, after a resume) of accumulated, clipped steps; stops at ``total_steps``.
     Returns ``(stop, finished_epoch)``."""
     epoch = progress.epoch
@@ -233,6 +352,7 @@ def _train_epoch(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, t
                if progress.batches_in_epoch else train_dl)
     model.train()
     epoch_started = time.perf_counter()
+    cpu_started = time.process_time()
     stop, finished_epoch = False, True
     for batch in batches:
         with accelerator.accumulate(model):
@@ -245,10 +365,13 @@ def _train_epoch(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, t
             optimizer.zero_grad()
         progress.batches_in_epoch += 1
         progress.samples += len(batch["input_ids"]) * accelerator.num_processes
+        if "attention_mask" in batch:
+            progress.tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
         running.add(float(loss.detach()))
         if accelerator.sync_gradients:
             progress.global_step += 1
             bar.update(1)
+            eta.update(progress.global_step, progress.samples)
             if progress.global_step % 10 == 0 or progress.global_step == total_steps:
                 values = {"train/loss": running.pop(), "train/lr": scheduler.get_last_lr()[0],
                           "train/epoch": epoch + progress.batches_in_epoch / len(train_dl)}
@@ -259,6 +382,7 @@ def _train_epoch(accelerator: Any, model: Any, optimizer: Any, scheduler: Any, t
                 finished_epoch = progress.batches_in_epoch >= len(train_dl)
                 break
     progress.train_seconds += time.perf_counter() - epoch_started
+    progress.train_cpu_seconds += time.process_time() - cpu_started
     return stop, finished_epoch
 
 

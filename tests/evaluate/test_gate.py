@@ -177,24 +177,6 @@ def prefect_harness():
         yield
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide BERT with the MiniLM vocabulary (real tokenizer, random weights): fast steps."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from kpe.encoders import resolve_encoder
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(None))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     prefect_harness, kpe_env, tiny_encoder: Path,
 ) -> None:
@@ -210,6 +192,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     from flows.train import train
     from kpe.registry import PACKAGED_VERSION, current_extraction_model
     from kpe.settings import get_settings
+    from kpe.train.model_card import read_model_card
     from warehouse.db import connect
     from warehouse.models import get_model, production_model
 
@@ -236,6 +219,9 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
         assert row.status == result["status"] and row.kind == "tagger" and row.method == result["method"]
         assert (Path(row.path) / "config.json").is_file()
         assert not (Path(row.path).parent / "checkpoints").exists()
+        card = read_model_card(row.path)  # the model card carries the gate's decision and the training facts
+        assert card["gate"]["status"] == result["status"] and card["gate"]["reason"] == decision["reason"]
+        assert card["precision"] == decision["training"]["precision"] and card["samples_per_second"] > 0
         assert row.decision["reason"] == decision["reason"]
         for name, cmp in row.decision["per_set"].items():
             assert cmp["candidate"] == pytest.approx(row.metrics["gate"]["candidate"][name]["macro"]["present"]["f1@5"])

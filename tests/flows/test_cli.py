@@ -16,7 +16,7 @@ from warehouse.db import connect
 
 runner = CliRunner()
 COMMANDS = ["ingest", "status", "nightly", "sql", "keyphrases", "evaluate", "export-silver", "train", "models",
-            "models list", "models promote", "models rollback"]
+            "models list", "models promote", "models rollback", "evaluate-ner", "annotate", "entities"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

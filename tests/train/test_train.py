@@ -26,21 +26,6 @@ FAST = {"max_length": 128, "stride": 32, "batch_size": 4, "eval_batch_size": 16,
 # --------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide BERT with the MiniLM vocabulary: real tokenizer, random weights, fast steps."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(None))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def medline_documents(shared_data: Path) -> list:
     """Cleaned documents of the real MEDLINE sample files."""
     from kpe.clean import clean_record
