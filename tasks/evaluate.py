@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kpe.datasets import GoldDocument, load_jsonl, resolve_benchmark, silver_documents, silver_split, write_jsonl
 from kpe.evaluate.gate import GateSet, choose_method, evaluate_on_gate_sets, gate_set_names, gate_sets, primary_metric
-from kpe.evaluate.harness import evaluate_method, metrics_only
+from kpe.evaluate.harness import EvaluationResult, evaluate_method, metrics_only
 from kpe.evaluate.report import markdown_report, plot_f1_curves, table_rows
 from kpe.registry import ExtractionModel
 from kpe.settings import get_settings
@@ -63,7 +63,7 @@ def load_gate_sets(names: list[str], limit: int | None = None) -> dict[str, Gate
     return gate_sets(load_benchmark_docs(name, limit) for name in names)
 
 
-def store_evaluation(warehouse_path: Path | str, result: dict[str, Any], flow_run_id: str | None = None) -> int:
+def store_evaluation(warehouse_path: Path | str, result: EvaluationResult, flow_run_id: str | None = None) -> int:
     """Write one harness result (without predictions) to the ``evaluations`` table; returns its id."""
     with connect(warehouse_path) as con:
         return evaluations.insert_result(con, result, flow_run_id)
@@ -108,13 +108,13 @@ def evaluate_method_task(
 
 
 @task(name="store-evaluation", cache_policy=NO_CACHE)
-def store_evaluation_task(result: dict[str, Any], flow_run_id: str | None = None) -> int:
+def store_evaluation_task(result: EvaluationResult, flow_run_id: str | None = None) -> int:
     """Store one result in the warehouse named by the settings."""
     return store_evaluation(get_settings().warehouse_path, result, flow_run_id)
 
 
 @task(name="publish-evaluation-report", cache_policy=NO_CACHE)
-def publish_report_task(results: list[dict[str, Any]], failures: list[str]) -> Path:
+def publish_report_task(results: list[EvaluationResult], failures: list[str]) -> Path:
     """Table artifact, F1@k figure (under the cache dir) and a markdown artifact embedding it."""
     png = plot_f1_curves(results, report_figure_path(get_settings().cache_dir))
     create_table_artifact(

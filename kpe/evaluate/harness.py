@@ -25,10 +25,29 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from kpe.datasets import GoldDocument
-from kpe.evaluate.metrics import KS, aggregate, match_document
+from kpe.evaluate.metrics import KS, CorpusScores, aggregate, match_document
 from kpe.extract.methods import Extractor, build_extractor
 
 DEFAULT_BATCH_SIZE = 64
+
+
+class EvaluationResult(CorpusScores, total=False):
+    """One method on one dataset: the scores (:class:`kpe.evaluate.metrics.CorpusScores`), what was run, how long
+    it took, and the ranked ``predictions`` (left out of what is stored: :func:`metrics_only`). JSON-ready."""
+
+    method: str
+    dataset: str
+    split: str
+    seconds: float
+    cpu_seconds: float
+    docs_per_second: float | None
+    predictions: list[dict[str, Any]]
+    model_path: str | None
+    model_version: str
+    config_hash: str
+    config: dict[str, Any]
+    load_seconds: float
+    evaluation_id: int
 
 
 def config_dict(config: Any) -> dict:
@@ -73,7 +92,7 @@ def evaluate_extractor(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
     ks: Sequence[int] = KS,
-) -> dict:
+) -> EvaluationResult:
     """Extract with an already built extractor, in batches, and score against the gold.
 
     Returns ``{"method", "dataset", "split", "n_docs", "n_pred", "n_gold", "n_docs_scored", "macro",
@@ -106,7 +125,7 @@ def evaluate_extractor(
             bar.update(len(batch))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     matches = [match_document(d.doc_id, p, d.keyphrases, d.text) for d, p in zip(docs, predictions)]
-    result = {"method": name, "dataset": dataset, "split": split, **aggregate(matches, ks)}
+    result: EvaluationResult = {"method": name, "dataset": dataset, "split": split, **aggregate(matches, ks)}
     result["seconds"] = seconds
     result["cpu_seconds"] = cpu_seconds
     result["docs_per_second"] = len(docs) / seconds if seconds > 0 else None
@@ -125,7 +144,7 @@ def evaluate_method(
     split: str = "unknown",
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
-) -> dict:
+) -> EvaluationResult:
     """Build a method by name (``kpe.extract.methods.METHODS``), evaluate it, and time both steps.
 
     The result of :func:`evaluate_extractor` plus ``model_path``, ``model_version``, ``config_hash``,
@@ -148,6 +167,6 @@ def evaluate_method(
     return result
 
 
-def metrics_only(result: dict) -> dict:
+def metrics_only(result: EvaluationResult) -> EvaluationResult:
     """A result without its predictions (what is stored and printed)."""
-    return {key: value for key, value in result.items() if key != "predictions"}
+    return EvaluationResult(**{key: value for key, value in result.items() if key != "predictions"})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from kpe.phrases import PhraseKey, phrase_key
 
@@ -127,7 +128,37 @@ def _average(matches: Sequence[DocumentMatch], gold_set: str, ks: Sequence[int],
     return macro, micro
 
 
-def aggregate(matches: Sequence[DocumentMatch], ks: Sequence[int] = KS) -> dict:
+Scores = dict[str, float]
+"""One gold set's scores: ``p@k``, ``r@k``, ``f1@k`` for every k and ``M``."""
+
+
+class ByGoldSet(TypedDict):
+    """A number or the scores per gold set."""
+
+    all: Any
+    present: Any
+
+
+class CorpusScores(TypedDict):
+    """What :func:`aggregate` returns: counts, and the scores per averaging and gold set
+    (``result["macro"]["present"]["f1@5"]``)."""
+
+    n_docs: int
+    n_pred: int
+    n_gold: ByGoldSet
+    n_docs_scored: ByGoldSet
+    macro: ByGoldSet
+    micro: ByGoldSet
+    macro_mink: ByGoldSet
+    micro_mink: ByGoldSet
+
+
+def f1(scores: CorpusScores, k: int | str = 5, gold_set: str = "present", average: str = "macro") -> float:
+    """One F1 of a result: by default the headline macro present F1@5 (the gate's metric)."""
+    return float(scores[average][gold_set][f"f1@{k}"])
+
+
+def aggregate(matches: Sequence[DocumentMatch], ks: Sequence[int] = KS) -> CorpusScores:
     """Corpus metrics with stable keys.
 
     Returns ``{"n_docs", "n_pred", "n_gold": {"all", "present"}, "n_docs_scored": {"all", "present"},
@@ -135,7 +166,7 @@ def aggregate(matches: Sequence[DocumentMatch], ks: Sequence[int] = KS) -> dict:
     "micro_mink": {...}}``; ``macro``/``micro`` use the strict ``/k`` precision, ``*_mink`` the
     ``/min(k, #predicted)`` one.
     """
-    result: dict = {
+    result: Any = {
         "n_docs": len(matches),
         "n_pred": sum(m.n_pred for m in matches),
         "n_gold": {g: sum(m.n_gold[g] for m in matches) for g in GOLD_SETS},
@@ -153,7 +184,7 @@ def aggregate(matches: Sequence[DocumentMatch], ks: Sequence[int] = KS) -> dict:
 def evaluate_predictions(
     predictions: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], texts: Sequence[str],
     doc_ids: Sequence[str] | None = None, ks: Sequence[int] = KS,
-) -> dict:
+) -> CorpusScores:
     """Match and aggregate in one call: ranked predictions, gold lists and texts, aligned by document."""
     if not len(predictions) == len(gold) == len(texts):
         raise ValueError(

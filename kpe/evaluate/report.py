@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from kpe.evaluate.metrics import KS
 
+if TYPE_CHECKING:
+    from kpe.evaluate.harness import EvaluationResult
+
 CURVE_KS: tuple[int, ...] = KS
 
 
-def table_rows(results: Sequence[dict]) -> list[dict]:
+def table_rows(results: Sequence[EvaluationResult]) -> list[dict]:
     """One flat row per result: the headline numbers (macro F1 over present and all gold, micro F1@5
     over all gold as in SIFRank / PromptRank) and the timing."""
     rows = []
@@ -38,7 +41,7 @@ _RICH_COLUMNS = (
 )
 
 
-def rich_table(results: Sequence[dict], title: str = "Keyphrase evaluation") -> Table:
+def rich_table(results: Sequence[EvaluationResult], title: str = "Keyphrase evaluation") -> Table:
     """The headline numbers of :func:`table_rows` as a rich table (F1 as percentages)."""
     table = Table(
         title=title,
@@ -51,7 +54,7 @@ def rich_table(results: Sequence[dict], title: str = "Keyphrase evaluation") -> 
     return table
 
 
-def plot_f1_curves(results: Sequence[dict], out_path: Path | str, ks: Sequence[int] = CURVE_KS) -> Path:
+def plot_f1_curves(results: Sequence[EvaluationResult], out_path: Path | str, ks: Sequence[int] = CURVE_KS) -> Path:
     """PNG of macro F1@k against k, one panel per dataset, one line per method (solid: present gold,
     dashed: all gold). Uses the Agg backend; returns the file written."""
     import matplotlib
@@ -85,7 +88,8 @@ def plot_f1_curves(results: Sequence[dict], out_path: Path | str, ks: Sequence[i
     return out_path
 
 
-def markdown_report(results: Sequence[dict], png_path: Path | str | None = None, failures: Sequence[str] = ()) -> str:
+def markdown_report(results: Sequence[EvaluationResult], png_path: Path | str | None = None,
+                    failures: Sequence[str] = ()) -> str:
     """A markdown page: the results table, the F1@k figure embedded as a data URI plus its path, and
     any method that failed."""
     rows = table_rows(results)

@@ -419,7 +419,7 @@ def tune_hybrid_weight(model_dir: Path | str, docs: Sequence[Any], weights: Sequ
     ``docs`` have ``.text``, ``.keyphrases`` and ``.doc_id``: use a slice of the *training* data (the
     internal validation split), never a benchmark's dev set.
     """
-    from kpe.evaluate.metrics import evaluate_predictions
+    from kpe.evaluate.metrics import evaluate_predictions, f1
 
     weights = list(weights) if weights is not None else [round(0.1 * i, 1) for i in range(11)]
     extractor = HybridExtractor(model_dir, top_n=top_n, weight=DEFAULT_HYBRID_WEIGHT,
@@ -429,7 +429,7 @@ def tune_hybrid_weight(model_dir: Path | str, docs: Sequence[Any], weights: Sequ
     for w in weights:
         preds = [[k.phrase for k in HybridExtractor.combine(c, w, top_n)] for c in cands]
         result = evaluate_predictions(preds, [list(d.keyphrases) for d in docs], [d.text for d in docs], ks=(5, 10))
-        scores[w] = result["macro"]["present"]["f1@5"]
+        scores[w] = f1(result)
     best = max(weights, key=lambda w: (scores[w], -abs(w - DEFAULT_HYBRID_WEIGHT)))
     summary = {"weight": best, "f1@5_by_weight": {str(w): round(s, 4) for w, s in scores.items()},
                "docs": len(docs), "tuned_on": "validation slice of the training data"}
