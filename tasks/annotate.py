@@ -8,7 +8,6 @@ not touch it at all (safe on any worker).
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,12 +22,7 @@ from kpe.extract.batches import PendingDocument
 from kpe.settings import get_settings
 from kpe.train.kinds import get_kind
 from warehouse import annotations, evaluations, models
-from warehouse.db import connect
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC now, as the warehouse stores timestamps."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from warehouse.db import connect, utcnow
 
 
 @dataclass(frozen=True)

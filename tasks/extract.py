@@ -6,7 +6,6 @@ locked out for longer than one commit.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
@@ -23,13 +22,8 @@ from kpe.extract.methods import Extractor, build_extractor
 from kpe.registry import ExtractionModel, current_extraction_model
 from kpe.settings import get_settings
 from warehouse import extraction
-from warehouse.db import connect
+from warehouse.db import connect, utcnow
 from warehouse.models import production_model
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC now, as the warehouse stores timestamps."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ class WarehouseBusy(RuntimeError):
     """The warehouse file is held by another process for longer than this one was willing to wait."""
 
 
+def utcnow() -> dt.datetime:
+    """Naive UTC now: how the warehouse stores timestamps."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """All migrations shipped with the package, as ``(version, name, sql)`` in order."""
     found = []

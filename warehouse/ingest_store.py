@@ -17,11 +17,7 @@ from kpe.merge import merge_document
 from kpe.records import Document
 from kpe.shards import documents_table
 from warehouse import documents, ingest_files
-from warehouse.db import connect, transaction
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from warehouse.db import connect, transaction, utcnow
 
 
 class DuckDBIngestStore:
@@ -46,7 +42,7 @@ class DuckDBIngestStore:
             row = ingest_files.find_file(con, unit.name, sha256)
             if row is None:
                 file_id = ingest_files.start_file(con, unit.source, unit.name, unit.uri, sha256, unit.size(),
-                                                  _utcnow())
+                                                  utcnow())
                 return file_id, "running", 0, 0
             if row["status"] in ("running", "failed"):
                 ingest_files.resume_file(con, row["file_id"])
@@ -110,7 +106,7 @@ class DuckDBIngestStore:
 
     def finish(self, file_id: int, status: str, error: str | None, seconds: float) -> dict[str, Any]:
         with self._connection() as con:
-            ingest_files.finish_file(con, file_id, status, error, _utcnow(), seconds)
+            ingest_files.finish_file(con, file_id, status, error, utcnow(), seconds)
             return ingest_files.get_file(con, file_id)
 
 

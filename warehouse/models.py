@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 
 from kpe.train.kinds import KINDS, output_of
-from warehouse.db import transaction
+from warehouse.db import transaction, utcnow
 
 STATUSES = ("candidate", "production", "rejected", "retired")
 ANY = object()
@@ -61,10 +61,6 @@ class ModelRecord:
     created_at: dt.datetime
     promoted_at: dt.datetime | None
     retired_at: dt.datetime | None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _dumps(value: Any) -> str | None:
@@ -171,7 +167,7 @@ def register_candidate(
     with transaction(con):
         if get_model(con, version) is not None:
             raise RegistryError(f"model version {version!r} is already registered")
-        now = _now()
+        now = utcnow()
         con.execute(
             f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'candidate', ?, NULL, NULL)",
             [
@@ -240,7 +236,7 @@ def set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, *, rea
 
 def _set_status(con: duckdb.DuckDBPyConnection, version: str, status: str, reason: str) -> None:
     record = _require(con, version)
-    now = _now()
+    now = utcnow()
     retired_at = now if status == "retired" and record.status == "production" else record.retired_at
     con.execute(
         "UPDATE models SET status = ?, retired_at = ?, decision = ? WHERE version = ?",
@@ -289,7 +285,7 @@ def _promote(con: duckdb.DuckDBPyConnection, version: str, *, reason: str, allow
     changed = _production_changed(con, version, replaces)
     if changed:
         raise RegistryError(changed)
-    now = _now()
+    now = utcnow()
     old = production_model(con, output_of(record.kind))
     if old is not None:
         con.execute(
@@ -374,7 +370,7 @@ def rollback(con: duckdb.DuckDBPyConnection, *, reason: str = "", output: str = 
             f"SELECT {_COLUMNS} FROM models WHERE status = 'retired' AND promoted_at IS NOT NULL AND {where} "
             "ORDER BY retired_at DESC NULLS LAST, promoted_at DESC LIMIT 1", params
         ).fetchone()
-        now = _now()
+        now = utcnow()
         why = reason or "rollback"
         con.execute(
             "UPDATE models SET status = 'rejected', retired_at = ?, decision = ? WHERE version = ?",

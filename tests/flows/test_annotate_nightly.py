@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.warehouse import rows
 
 from kpe.encoders import packaged_encoder_path
 from kpe.extract.methods import document_text
@@ -38,14 +39,6 @@ class Log:
         print(msg % args, flush=True)
 fa.annotate_all("run-killed", limit=None, batch_size=8, logger=Log(), kinds=["ner"])
 """
-
-
-def rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def execute(db: Path, sql: str, params: list | None = None) -> None:

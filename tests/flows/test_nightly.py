@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from lxml import etree
+from support.warehouse import rows
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYPHRASE_ROWS = "SELECT doc_id, rank, keyphrase, normalized, score FROM keyphrases ORDER BY doc_id, rank"
@@ -33,14 +33,6 @@ def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-4000:]
     return out
-
-
-def rows(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
