@@ -28,3 +28,17 @@ def medline_slice(source: Path, out: Path, n: int) -> Path:
     with gzip.open(out, "wb") as fh:
         fh.write(head + b"".join(records) + b"\n</PubmedArticleSet>\n")
     return out
+
+
+def ingested_slice(source: Path, root: Path, n: int, batch_size: int):  # noqa: ANN201 - a duckdb connection
+    """The first ``n`` records of ``source`` ingested by the project's ingest code into ``root/lake`` and
+    ``root/warehouse.duckdb``; returns the open warehouse connection (the caller closes it)."""
+    from kpe.inputs import pubmed_specs
+    from support.ingest import ingest_specs
+    from warehouse.db import connect
+
+    path = medline_slice(source, root / source.name, n)
+    con = connect(root / "warehouse.duckdb")
+    (report,) = ingest_specs(con, pubmed_specs([str(path)], root), root / "lake", batch_size=batch_size)
+    assert report.status == "done", report
+    return con

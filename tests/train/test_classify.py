@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.ingest import ingest_specs
-from support.medline import medline_slice
+from support.medline import ingested_slice
 
-from kpe.inputs import pubmed_specs
 from kpe.mesh_data import build_mesh_data, label_vocabulary
 from kpe.splits import split_of
 
@@ -24,14 +22,8 @@ N_RECORDS = 500  # the first records of the 1976-79 baseline file: MeSH on nearl
 def mesh_lake(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, list[tuple]]:
     """A lake (and warehouse) with a real MEDLINE slice ingested by the project's ingest code; returns the lake
     and the warehouse's current documents ``(doc_id, abstract, [mesh names], year)``: the independent count."""
-    from warehouse.db import connect
-
     root = tmp_path_factory.mktemp("mesh")
-    path = medline_slice(shared_data / "pubmed" / "full_files" / "pubmed20n0014.xml.gz",
-                         root / "pubmed20n0014.xml.gz", N_RECORDS)
-    con = connect(root / "warehouse.duckdb")
-    (report,) = ingest_specs(con, pubmed_specs([str(path)], root), root / "lake", batch_size=200)
-    assert report.status == "done"
+    con = ingested_slice(shared_data / "pubmed" / "full_files" / "pubmed20n0014.xml.gz", root, N_RECORDS, 200)
     rows = con.execute("SELECT doc_id, abstract, [m.name FOR m IN mesh], year FROM documents "
                        "WHERE NOT deleted ORDER BY doc_id").fetchall()
     con.close()

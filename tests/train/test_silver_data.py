@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.ingest import ingest_specs
-from support.medline import medline_slice
+from support.medline import ingested_slice
 
 from kpe.encoders import resolve_encoder
 from kpe.evaluate.metrics import occurs_in, phrase_key
 from kpe.extract.methods import document_text
-from kpe.inputs import pubmed_specs
 from kpe.splits import split_of
 from kpe.train import TrainConfig, train
 from kpe.train.data import map_features, silver_dataset, silver_docs, train_val_docs
@@ -31,14 +29,8 @@ def silver_lake(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
     """A lake and warehouse holding a real MEDLINE slice ingested by the project's ingest code; returns the root
     and the silver set computed independently from the warehouse rows: ``{doc_id: number of author keywords}``
     for every current document with an abstract and an author keyword present in title + abstract."""
-    from warehouse.db import connect
-
     root = tmp_path_factory.mktemp("silver")
-    path = medline_slice(shared_data / "pubmed" / "full_files" / "pubmed21n1298.xml.gz",
-                         root / "pubmed21n1298.xml.gz", N_RECORDS)
-    con = connect(root / "warehouse.duckdb")
-    (report,) = ingest_specs(con, pubmed_specs([str(path)], root), root / "lake", batch_size=150)
-    assert report.status == "done"
+    con = ingested_slice(shared_data / "pubmed" / "full_files" / "pubmed21n1298.xml.gz", root, N_RECORDS, 150)
     rows = con.execute("SELECT doc_id, title, abstract, keywords FROM documents WHERE NOT deleted").fetchall()
     con.close()
     expected = {}
