@@ -1,6 +1,7 @@
 """Extraction speed (and optionally quality): the kpe engine vs plain KeyBERT vs the encoder-only floor.
 
     python benchmarks/extract.py [--docs 500] [--threads 2] [--device cpu|cuda] [--json] [--quality] [--levers]
+    python benchmarks/extract.py --model data/models/VERSION/model --method hybrid --method tagger   # + fine-tuned
     python benchmarks/extract.py --rss-file ../shared/data/pubmed/full_files/pubmed20n0014.xml.gz
     python benchmarks/extract.py --device cuda --file ../shared/data/pubmed/full_files/pubmed20n0014.xml.gz \
         --docs 0 --keybert-docs 1000 --json      # every abstract of the 30,000-record file (benchmarks/gpu.sh)
@@ -19,13 +20,15 @@ other documents (warm-up, not timed). Timed:
   repeated inside the N documents hit), then again on the same documents (warm: every phrase cached);
 * kpe fast: ``ExtractionConfig.fast()`` (candidates pooled from the document pass, int8 on CPU: no phrase pass);
 * kpe-keybert: ``ExtractionConfig.keybert()`` (KeyBERT's own candidates, all encoded): its top-10 agreement
-  with plain KeyBERT (share of KeyBERT's top-10 phrases it also returns) checks the fast path reproduces it.
+  with plain KeyBERT (share of KeyBERT's top-10 phrases it also returns) checks the fast path reproduces it;
+* with ``--model DIR``: each ``--method`` (default ``hybrid``) of that fine-tuned model, built by
+  ``kpe.extract.methods.build_extractor`` as the nightly builds it: the speed/quality frontier in the same run.
 
 ``--quality`` adds macro F1@5 / F1@10 over present gold (``kpe.evaluate.metrics``, strict ``/k``) on Inspec
 dev (500) and a PubMed silver set (the first 500 records of pubmed21n1298 with an author keyword in the
-text), kpe and kpe fast vs plain KeyBERT. ``--levers`` times each speed lever on its own (cumulative). ``--rss-file``
-runs the default engine alone, in a child process, over every abstract of a MEDLINE file in batches of
-``settings.extract_batch_size`` and reports its peak RSS.
+text), kpe, kpe fast and the fine-tuned methods vs plain KeyBERT. ``--levers`` times each speed lever on its own
+(cumulative). ``--rss-file`` runs the default engine alone, in a child process, over every abstract of a MEDLINE
+file in batches of ``settings.extract_batch_size`` and reports its peak RSS.
 """
 
 from __future__ import annotations
@@ -167,6 +170,12 @@ class Bench:
         config = base(threads=self.threads, device=self.device, **overrides)
         return KeyphraseEngine(config, model_path=self.model_path, cache_dir=Path(self.tmp.name) / name)
 
+    def fine_tuned(self, method: str, model_dir: str) -> Any:
+        """A fine-tuned model's extraction method, built the way the nightly builds it."""
+        from kpe.extract.methods import build_extractor
+
+        return build_extractor(method, model_dir)
+
     def kpe(self, engine: Any, docs: list[str] | None = None, warm: bool = True) -> tuple[float, list[list[str]]]:
         def run(d: list[str]) -> list[list[str]]:
             return [[kp.phrase for kp in r] for r in engine.extract(d)]
@@ -284,6 +293,12 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     kbm_s, kbm_out = bench.kpe(kb_engine, bench.keybert_docs)
     kbm_s *= n / n_kb
     log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
+    methods = (args.method or ["hybrid"]) if args.model else []
+    tuned = {method: bench.fine_tuned(method, args.model) for method in methods}
+    tuned_s = {}
+    for method, extractor in tuned.items():
+        tuned_s[method], _ = bench.kpe(extractor)
+        log(f"{method} ({args.model}): {n / tuned_s[method]:.2f} docs/s")
 
     result: dict[str, Any] = {
         "n_docs": n,
@@ -317,6 +332,8 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "config": json.loads(fast_engine.resolved_config.to_json()),
             **engine_stats(fast_engine, n),
         },
+        "fine_tuned": {method: {"model": args.model, "docs_per_s": round(n / sec, 2),
+                                "speedup_vs_keybert": round(keybert_s / sec, 2)} for method, sec in tuned_s.items()},
     }
     quality_sets = None
     if args.quality or args.levers_quality:
@@ -336,6 +353,8 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "kpe_fast": macro_present_f1(quick, gold, texts),
                 "kpe_keybert_mode": macro_present_f1(kbm, gold, texts),
                 "kpe_keybert_mode_top10_agreement": round(agreement(kbm, kb_pred), 4),
+                **{method: macro_present_f1([[kp.phrase for kp in r] for r in extractor.extract(texts)], gold, texts)
+                   for method, extractor in tuned.items()},
             }
             log(f"quality {name}: {quality[name]}")
         result["quality"] = quality
@@ -392,11 +411,15 @@ def print_summary(r: dict[str, Any]) -> None:
           f"top-10 agreement with KeyBERT {r['top10_agreement']:.4f}")
     print(f"  default config's top-10 agreement with KeyBERT {r['top10_agreement_default_config']:.4f} "
           "(other candidates)")
+    for method, row in r["fine_tuned"].items():
+        print(f"  {method:<19} {row['docs_per_s']:8.2f} docs/s   x{row['speedup_vs_keybert']} vs KeyBERT "
+              f"(fine-tuned: {row['model']})")
     print(f"  kpe: {r['kpe']['candidates_per_doc']} candidates/doc, {r['kpe']['kept_per_doc']} to the phrase pass, "
           f"{r['kpe']['encoded_phrases_per_doc']} encoded/doc; stages {r['kpe']['stage_seconds']}")
     for name, q in r.get("quality", {}).items():
         print(f"  {name}: KeyBERT {q['keybert']}  kpe {q['kpe']}  kpe fast {q['kpe_fast']}  "
-              f"kpe keybert mode {q['kpe_keybert_mode']}")
+              f"kpe keybert mode {q['kpe_keybert_mode']}"
+              + "".join(f"  {method} {q[method]}" for method in r["fine_tuned"]))
     for row in r.get("levers", []):
         print(f"  lever {row['docs_per_s']:8.2f} docs/s x{row['speedup_vs_keybert']:<6} "
               f"{row['lever']}  {lever_scores(row)}")
@@ -414,6 +437,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--model", help="a fine-tuned model dir: also time (and with --quality score) its methods")
+    parser.add_argument("--method", action="append", help="a method of --model (repeatable; default: hybrid)")
     parser.add_argument("--quality", action="store_true", help="macro F1@5/@10 present on Inspec dev and PubMed silver")
     parser.add_argument("--levers", action="store_true", help="time each speed lever")
     parser.add_argument("--levers-quality", action="store_true", help="time and score each lever (slow)")

@@ -122,7 +122,9 @@ def build_training_data_task(train_data: list[str] | None, train_limit: int | No
     return data
 
 
-@task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{config.kind}")
+# log_prints=False: `datasets` fingerprints functions with dill, which disassembles them into a captured
+# stdout; under the flow's print patch that bytecode went to the run log instead (and dill saw no globals).
+@task(name="train-model", cache_policy=NO_CACHE, task_run_name="train-{config.kind}", log_prints=False)
 def train_model_task(config: TrainConfig, keep_checkpoints: bool = False) -> TrainResult:
     """Fine-tune (or MLM-pretrain) one model, lake documents deleted in the warehouse left out; the checkpoints
     (only needed to resume) are deleted afterwards unless kept. ``kpe.train`` logs go to the run log."""

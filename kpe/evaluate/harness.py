@@ -77,8 +77,12 @@ def config_hash(config: Any) -> str:
 
 
 def model_version(model_path: str | None) -> str:
-    """The name stored with an evaluation for the model it used (``"default"`` for the method's own)."""
-    return Path(str(model_path)).name if model_path else "default"
+    """The name stored with an evaluation for the model it used (``"default"`` for the method's own): the folder's
+    name, or for a training run's ``<run>/model`` (the registry's ``<models_dir>/<version>/model``) the run's."""
+    if not model_path:
+        return "default"
+    path = Path(str(model_path))
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
 
 
 def evaluate_extractor(

@@ -241,6 +241,14 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
 
     markdown = asyncio.run(artifact())
     assert version in markdown and "| inspec_dev | 8 |" in markdown and decision["reason"] in markdown
+
+    async def run_log() -> list[str]:
+        async with get_client() as client:
+            return [entry.message for entry in await client.read_logs()]
+
+    messages = asyncio.run(run_log())  # the training's own progress lines are there, dill's bytecode is not
+    assert any("kpe.train.loop" in m for m in messages)
+    assert not any("LOAD_GLOBAL" in m or "RETURN_VALUE" in m for m in messages)
     assert f"method chosen on the gate sets: **{result['method']}**" in markdown
 
     runner = CliRunner()

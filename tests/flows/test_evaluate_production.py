@@ -42,7 +42,7 @@ def test_fine_tuned_method_without_model_uses_production(kpe_env: Path) -> None:
 
     con = connect(kpe_env / "warehouse.duckdb")
     version = new_version("tagger", now=dt.datetime(2026, 11, 29, 23, 0, tzinfo=dt.UTC))
-    path = model_dir(version)
+    path = model_dir(version) / "model"  # where the train flow saves it: the version is the run folder's name
     _tagger_dir(path)
     register_candidate(con, version=version, path=str(path), base_model="tiny", kind="tagger", method="tagger")
     promote(con, version)
