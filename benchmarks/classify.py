@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="L2 strength of the baseline's logistic regressions")
     parser.add_argument("--json", type=Path, help="Also write the whole report as JSON here")
     args, rest = parser.parse_known_args(argv)
-    extra = _train_options(rest)
+    from kpe.train.loop import _parser
+
+    extra = vars(_parser().parse_args(rest))  # any other TrainConfig option, parsed as `python -m kpe.train` does
 
     from kpe.evaluate.labels import compare_label_models
     from kpe.mesh_data import build_mesh_data
@@ -98,21 +100,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1, default=str))
     return report
-
-
-def _train_options(rest: list[str]) -> dict[str, Any]:
-    """``--name value`` pairs for ``TrainConfig`` (values parsed as JSON where they parse)."""
-    out: dict[str, Any] = {}
-    it = iter(rest)
-    for flag in it:
-        if not flag.startswith("--"):
-            raise SystemExit(f"unexpected argument {flag!r}")
-        value = next(it, "true")
-        try:
-            out[flag[2:].replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[flag[2:].replace("-", "_")] = value
-    return out
 
 
 if __name__ == "__main__":

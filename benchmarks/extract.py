@@ -170,12 +170,6 @@ class Bench:
         config = base(threads=self.threads, device=self.device, **overrides)
         return KeyphraseEngine(config, model_path=self.model_path, cache_dir=Path(self.tmp.name) / name)
 
-    def fine_tuned(self, method: str, model_dir: str) -> Any:
-        """A fine-tuned model's extraction method, built the way the nightly builds it."""
-        from kpe.extract.methods import build_extractor
-
-        return build_extractor(method, model_dir)
-
     def kpe(self, engine: Any, docs: list[str] | None = None, warm: bool = True) -> tuple[float, list[list[str]]]:
         def run(d: list[str]) -> list[list[str]]:
             return [[kp.phrase for kp in r] for r in engine.extract(d)]
@@ -265,6 +259,8 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
 
 
 def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    from kpe.extract.methods import build_extractor
+
     load_start = os.getloadavg()[0]
     all_docs = medline_abstracts(args.file, None if not args.docs else args.docs + WARMUP_DOCS)
     if args.docs and len(all_docs) > args.docs:
@@ -294,7 +290,7 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     kbm_s *= n / n_kb
     log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
     methods = (args.method or ["hybrid"]) if args.model else []
-    tuned = {method: bench.fine_tuned(method, args.model) for method in methods}
+    tuned = {method: build_extractor(method, args.model) for method in methods}  # as the nightly builds them
     tuned_s = {}
     for method, extractor in tuned.items():
         tuned_s[method], _ = bench.kpe(extractor)

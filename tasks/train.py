@@ -199,16 +199,19 @@ def add_gate_to_model_card_task(model_dir: str, outcome: dict[str, Any], method:
     return None if path is None else str(path)
 
 
-def production_model_dir() -> tuple[str, str, str]:
-    """``(version, kind, model dir)`` of the configured warehouse's production model, for evaluating a
-    fine-tuned method without naming a model; a ``ValueError`` that says what to do when there is none."""
+def production_model_dir(output: str = "keyphrases") -> tuple[str, str, str]:
+    """``(version, kind, model dir)`` of the configured warehouse's production model for ``output``
+    (``keyphrases``, ``entities``, ``doc_labels``), for evaluating without naming a model; a ``ValueError`` that says
+    what to do when there is none."""
     path = Path(get_settings().warehouse_path)
+    name_one = "--model DIR" if output == "keyphrases" else "a model dir"  # evaluate-ner takes it as an argument
     if not path.is_file():
-        raise ValueError(f"no warehouse at {path}: give --model DIR, or train and promote a model with `kpe train`")
+        raise ValueError(f"no warehouse at {path}: give {name_one}, or train and promote a model with `kpe train`")
     with connect(path, read_only=True) as con:
-        record = models.production_model(con)
+        record = models.production_model(con, output)
     if record is None:
-        raise ValueError(f"no production model in {path} (nightly uses the packaged encoder): give --model DIR, "
+        default = " (nightly uses the packaged encoder)" if output == "keyphrases" else ""
+        raise ValueError(f"no production model for {output} in {path}{default}: give {name_one}, "
                          "or train and promote one with `kpe train`")
     if not Path(record.path).is_dir():
         raise ValueError(f"production model {record.version}: its directory {record.path} is missing")

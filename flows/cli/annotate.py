@@ -12,22 +12,7 @@ from rich import box
 from rich.table import Table
 
 from flows.cli.console import console, fail, print_rows, read_connection
-from kpe.settings import get_settings
-
-
-def _production_ner_dir() -> tuple[str, str]:
-    """``(version, model dir)`` of the production ``ner`` model; fails with what to do when there is none."""
-    from warehouse.db import connect
-    from warehouse.models import production_model
-
-    path = Path(get_settings().warehouse_path)
-    if not path.is_file():
-        fail(f"no warehouse at {path}: give a model dir, or train one with `kpe train --kind ner`")
-    with connect(path, read_only=True) as con:
-        record = production_model(con, "entities")
-    if record is None:
-        fail("no production ner model: give a model dir, or train and promote one with `kpe train --kind ner`")
-    return record.version, record.path
+from tasks.train import production_model_dir
 
 
 def entity_table(result: dict, title: str) -> Table:
@@ -59,7 +44,10 @@ def evaluate_ner_command(
         fail(f"--split must be test, devel or train, got {split!r}")
     version = None
     if model is None:
-        version, path = _production_ner_dir()
+        try:
+            version, _, path = production_model_dir("entities")
+        except ValueError as exc:
+            fail(str(exc))
         model = Path(path)
     try:
         result = evaluate_model_dir(model, split, limit=limit, batch_size=batch_size)

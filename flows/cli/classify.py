@@ -14,18 +14,7 @@ from rich.table import Table
 from flows.cli.console import console, fail
 from kpe.evaluate.labels import METRIC_COLUMNS, compare_label_models
 from kpe.settings import get_settings
-
-
-def _deleted_doc_ids() -> set[str]:
-    """Documents the warehouse marks deleted (none when there is no warehouse file)."""
-    from warehouse.db import connect
-    from warehouse.documents import deleted_doc_ids
-
-    path = get_settings().warehouse_path
-    if not Path(path).is_file():
-        return set()
-    with connect(path, read_only=True) as con:
-        return deleted_doc_ids(con)
+from tasks.train import deleted_doc_ids
 
 
 def evaluate_classify_command(
@@ -50,7 +39,7 @@ def evaluate_classify_command(
     year = holdout_from_year if holdout_from_year is not None else meta.get("holdout_from_year")
     lake_dir = lake or get_settings().lake_dir
     data = build_mesh_data(lake_dir, int(meta.get("min_label_docs") or get_settings().mesh_min_docs),
-                           _deleted_doc_ids(), holdout_from_year=year)
+                           deleted_doc_ids(), holdout_from_year=year)
     if not data.documents:
         fail(f"no document with MeSH and an abstract in {lake_dir}")
     started = time.perf_counter()

@@ -184,7 +184,6 @@ class TfidfBaseline:
                                           max_features=max_features, strip_accents="unicode")
         self.model = OneVsRestClassifier(SGDClassifier(loss="log_loss", alpha=alpha, max_iter=epochs, tol=None,
                                                        random_state=seed), n_jobs=n_jobs)
-        self.thresholds: Thresholds | None = None
         self.train_seconds = 0.0
 
     def fit(self, texts: Sequence[str], label_sets: Sequence[Sequence[str]]) -> TfidfBaseline:
@@ -203,12 +202,6 @@ class TfidfBaseline:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.model.predict_proba(self.vectorizer.transform(texts)).astype(np.float32)
-
-    def tune(self, texts: Sequence[str], label_sets: Sequence[Sequence[str]], mode: str = "global") -> Thresholds:
-        """Tune thresholds on validation documents, as the neural model does."""
-        self.thresholds = tune_thresholds(self.scores(texts), label_matrix(label_sets, self.labels), self.labels,
-                                          mode)
-        return self.thresholds
 
 
 # ----------------------------------------------------------------------------------------------- the comparison

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from kpe.evaluate.labels import Thresholds, label_matrix, label_metrics, top_labels, tune_thresholds
+from kpe.evaluate.labels import (
+    Thresholds,
+    best_global_threshold,
+    label_matrix,
+    label_metrics,
+    top_labels,
+    tune_thresholds,
+)
 from kpe.mesh_data import LabelledDocument, MeshData, build_mesh_data
 from kpe.train.kinds import KindSetup
 from kpe.train.model_files import write_sentence_transformer_files
@@ -248,8 +255,8 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
         if not val_docs:
             return {}
         scores = label_scores(m, tokenizer, [d.text for d in val_docs], config.max_length, config.eval_batch_size)
-        t = tune_thresholds(scores, val_gold, labels)
-        return {**label_metrics(scores, val_gold, t.global_threshold), "threshold": t.global_threshold}
+        threshold, _ = best_global_threshold(scores, val_gold)  # what tune_thresholds would pick as global
+        return {**label_metrics(scores, val_gold, threshold), "threshold": threshold}
 
     def save(m: torch.nn.Module, model_dir: Path) -> None:
         save_classifier(m, tokenizer, model_dir, labels, settings)
