@@ -88,8 +88,8 @@ def train(
         return train_annotator(
             kind=kind, base_model=base_model, train_data=train_data, max_steps=max_steps, epochs=epochs,
             train_limit=train_limit, gate_limit=None if gate_limit == DEFAULT_GATE_LIMIT else gate_limit,
-            auto_promote=auto_promote, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
-            keep_checkpoints=keep_checkpoints, train_options=train_options)
+            margin=margin, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
+            learning_rate=learning_rate, keep_checkpoints=keep_checkpoints, train_options=train_options)
     logger = get_run_logger()
     choose = method is None  # the gate sets choose the method (see step 4)
     method = check_kind_and_method(kind, method)  # until then: the kind's own method
