@@ -22,7 +22,8 @@ other documents (warm-up, not timed). Timed:
 * kpe-keybert: ``ExtractionConfig.keybert()`` (KeyBERT's own candidates, all encoded): its top-10 agreement
   with plain KeyBERT (share of KeyBERT's top-10 phrases it also returns) checks the fast path reproduces it;
 * with ``--model DIR``: each ``--method`` (default ``hybrid``) of that fine-tuned model, built by
-  ``kpe.extract.methods.build_extractor`` as the nightly builds it: the speed/quality frontier in the same run.
+  ``kpe.extract.methods.build_extractor`` as the nightly builds it, with an empty embedding cache (cold, as kpe):
+  the speed/quality frontier in the same run.
 
 ``--quality`` adds macro F1@5 / F1@10 over present gold (``kpe.evaluate.metrics``, strict ``/k``) on Inspec
 dev (500) and a PubMed silver set (the first 500 records of pubmed21n1298 with an author keyword in the
@@ -290,7 +291,10 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     kbm_s *= n / n_kb
     log(f"kpe keybert mode: {n / kbm_s:.2f} docs/s")
     methods = (args.method or ["hybrid"]) if args.model else []
-    tuned = {method: build_extractor(method, args.model) for method in methods}  # as the nightly builds them
+    # as the nightly builds them, with an empty embedding cache (cold, as `kpe` above)
+    tuned = {method: build_extractor(method, args.model, {"use_cache": False, "threads": args.threads,
+                                                          "device": args.device})
+             for method in methods}
     tuned_s = {}
     for method, extractor in tuned.items():
         tuned_s[method], _ = bench.kpe(extractor)

@@ -11,6 +11,11 @@
     python benchmarks/train.py speed --lake runs/bench/pubmed --precisions fp32 bf16 --max-steps 40 \
         --num-threads 1 --eval inspec_dev pubmed_silver_dev --limit 100
 
+    # where a training step's time goes (forward / backward / clip / optimizer), per training variant: attention
+    # dropout 0.1 (BERT's) vs 0 (the default), AdamW per tensor vs fused; --kind mlm: full vs masked-positions head
+    python benchmarks/train.py steps --kind tagger --batch-size 8 --length 240 --steps 25
+    python benchmarks/train.py steps --kind mlm --batch-size 16 --length 128 --steps 25
+
     # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
     python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
         --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
@@ -193,6 +198,70 @@ def cmd_speed(args: argparse.Namespace, rest: list[str]) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
 
 
+def cmd_steps(args: argparse.Namespace) -> None:
+    """Time the phases of a training step of the packaged MiniLM for each variant (same shapes, same precision)."""
+    import torch
+
+    from kpe.encoders import resolve_encoder
+    from kpe.train.config import TrainConfig
+    from kpe.train.loop import adamw, set_attention_dropout, training_precision
+    from kpe.train.mlm import MaskedPositionsMLM, load_mlm_model
+    from kpe.train.tagger import load_tagger_model
+
+    torch.set_num_threads(args.threads)
+    precision = training_precision(TrainConfig(precision=args.precision))
+    base = resolve_encoder(None)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (args.batch_size, args.length), generator=generator)
+    if args.kind == "mlm":  # 15 % of the positions carry a label, as the collator masks them
+        labels = torch.where(torch.rand(ids.shape, generator=generator) < 0.15, ids, torch.full_like(ids, -100))
+        variants = [("0.1", "per tensor", "full"), ("0.0", "fused", "full"), ("0.0", "fused", "masked positions")]
+    else:
+        labels = torch.randint(0, 3, ids.shape, generator=generator)
+        variants = [("0.1", "per tensor", None), ("0.1", "fused", None), ("0.0", "per tensor", None),
+                    ("0.0", "fused", None)]
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    print(f"| attention dropout | AdamW | {'MLM head | ' if args.kind == 'mlm' else ''}forward ms | backward ms | "
+          "clip ms | optimizer ms | step ms |")
+    print("|---|---|" + ("---|" if args.kind == "mlm" else "") + "---|---|---|---|---|")
+    for dropout, optimizer_kind, head in variants:
+        torch.manual_seed(0)
+        model = load_mlm_model(base) if args.kind == "mlm" else load_tagger_model(base)
+        set_attention_dropout(model, float(dropout))
+        params = [q for q in model.parameters() if q.requires_grad]
+        optimizer = (adamw([{"params": params}], 5e-5) if optimizer_kind == "fused"
+                     else torch.optim.AdamW(params, lr=5e-5))
+        if head == "masked positions":
+            model = MaskedPositionsMLM(model)
+        model.train()
+        phases = {"forward": 0.0, "backward": 0.0, "clip": 0.0, "optimizer": 0.0}
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+                    else torch.autocast("cpu", enabled=False))
+        for step in range(args.steps):
+            t0 = time.perf_counter()
+            with autocast:
+                loss = model(**batch).loss
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            t3 = time.perf_counter()
+            optimizer.step()
+            optimizer.zero_grad()
+            t4 = time.perf_counter()
+            if step >= WARMUP_STEPS:
+                for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                    phases[name] += seconds
+        ms = {k: 1000 * v / (args.steps - WARMUP_STEPS) for k, v in phases.items()}
+        print(f"| {dropout} | {optimizer_kind} | {head + ' | ' if head else ''}"
+              + " | ".join(f"{v:.0f}" for v in ms.values()) + f" | **{sum(ms.values()):.0f}** |", flush=True)
+    print(f"\n{args.kind}, batch {args.batch_size} x {args.length} tokens, precision {precision}, "
+          f"{args.threads} threads, mean of steps {WARMUP_STEPS + 1}-{args.steps}")
+
+
+WARMUP_STEPS = 5
+
+
 def torch_threads() -> int:
     import torch
 
@@ -268,6 +337,13 @@ def main() -> None:
     p_speed.add_argument("--limit", type=int, default=None)
     p_speed.add_argument("--silver-limit", type=int, default=None)
     p_speed.add_argument("--json", type=Path, default=None)
+    p_steps = sub.add_parser("steps", help="where a training step's time goes, per training variant")
+    p_steps.add_argument("--kind", choices=["tagger", "mlm"], default="tagger")
+    p_steps.add_argument("--batch-size", type=int, default=8)
+    p_steps.add_argument("--length", type=int, default=240)
+    p_steps.add_argument("--steps", type=int, default=25)
+    p_steps.add_argument("--threads", type=int, default=2)
+    p_steps.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p_table = sub.add_parser("table", help="compare methods on dev sets")
     p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
     p_table.add_argument("--tagger", default=None)
@@ -287,6 +363,8 @@ def main() -> None:
         cmd_train(args, rest)
     elif args.cmd == "speed":
         cmd_speed(args, rest)
+    elif args.cmd == "steps":
+        cmd_steps(args)
     else:
         if rest:
             parser.error(f"unknown options: {rest}")

@@ -222,6 +222,10 @@ def train_command(
         "auto", "--precision",
         help="auto (bf16 on a GPU or a CPU with native bf16, else fp32), fp32, bf16 or fp16 (GPU).",
     ),
+    attention_dropout: float = typer.Option(
+        0.0, "--attention-dropout", min=0.0, max=0.99,
+        help="Dropout on attention probabilities while training (0: off, a quarter faster on CPU; 0.1: BERT's).",
+    ),
 ) -> None:
     """Train a candidate model, compare it with production on the gate sets, promote or reject it."""
     from flows.train import train
@@ -232,7 +236,8 @@ def train_command(
             epochs=epochs, mlm_steps=mlm_steps, train_limit=train_limit, gate_limit=gate_limit or None,
             margin=margin, tolerance=tolerance, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
             learning_rate=learning_rate, keep_checkpoints=keep_checkpoints,
-            train_options=None if precision == "auto" else {"precision": precision},
+            train_options={**({} if precision == "auto" else {"precision": precision}),
+                           **({"attention_dropout": attention_dropout} if attention_dropout else {})} or None,
         )
     except ValueError as exc:  # bad kind/method pair, unknown training source, no data
         fail(str(exc))

@@ -27,7 +27,10 @@ Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 #: exact score ties broken by phrase text, ``max_text_chars``.
 #: kpe-extract-3: long documents (``long_document_chars``) ranked by cosine x frequency x first position, and their
 #: candidates ending in a number ("Definition 1.5", "Table 2") dropped; shorter texts rank as before.
-ENGINE_VERSION = "kpe-extract-3"
+#: kpe-extract-4: the fine-tuned tagger and hybrid methods run at the configured ``precision`` too (before: always
+#: fp32, whatever the run recorded), their windows batched like the engine's texts (a document's result does not
+#: depend on its batch); what the kpe engine extracts is unchanged.
+ENGINE_VERSION = "kpe-extract-4"
 
 #: Settings that do not change the extracted phrases (left out of ``config_hash``).
 RUNTIME_FIELDS: frozenset[str] = frozenset({"batch_tokens", "use_cache", "threads", "device", "cache_memory_items"})

@@ -107,6 +107,11 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def default_batch_tokens(device: str) -> int:
+    """Padded tokens per forward pass on ``device`` (``CPU_BATCH_TOKENS`` / ``CUDA_BATCH_TOKENS``)."""
+    return CUDA_BATCH_TOKENS if str(device).startswith("cuda") else CPU_BATCH_TOKENS
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """The precision actually used: ``auto`` -> bf16 on CUDA (fp16 without bf16) or on a bf16-capable CPU, else fp32."""
     import torch
@@ -173,6 +178,35 @@ def canonical_batches(lengths: Sequence[int], batch_tokens: int, limit: int) -> 
         for first in range(start, stop, size):
             yield width, order[first : min(first + size, stop)]
         start = stop
+
+
+def padded_batch(ids: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` long tensors of one forward pass at ``width`` (a canonical length): the texts
+    padded with ``pad_id``, then, when they make fewer than ``MIN_FORWARD_TOKENS`` token rows, copies of the first
+    text appended (callers keep the first ``len(ids)`` rows)."""
+    import torch
+
+    n = len(ids)
+    rows = n + max(0, -(-MIN_FORWARD_TOKENS // max(1, width)) - n)
+    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for row in range(rows):
+        seq = ids[row] if row < n else ids[0]
+        if len(seq) > width:
+            raise ValueError(f"a text of {len(seq)} tokens in a batch of width {width}")
+        input_ids[row, : len(seq)] = torch.as_tensor(seq)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def precision_context(precision: str, device: str) -> contextlib.AbstractContextManager:
+    """The autocast a resolved precision runs under (``bf16`` / ``fp16``); none for ``fp32`` and ``int8``."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=dtype)
 
 
 @lru_cache(maxsize=1)
@@ -276,7 +310,7 @@ class SentenceEncoder:
         self.path = resolve_encoder(model_path)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.batch_tokens = batch_tokens or (CUDA_BATCH_TOKENS if self.device.startswith("cuda") else CPU_BATCH_TOKENS)
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.model = SentenceTransformer(self.path, device=self.device)
         self.model.eval()
         self.tokenizer = self.model.tokenizer
@@ -287,12 +321,7 @@ class SentenceEncoder:
         self.dimension = int(self.model.get_embedding_dimension())
         self.fingerprint = model_fingerprint(self.path)
         self.lowercases = self._tokenizer_lowercases()
-        self._autocast_dtype = None
-        if self.precision == "bf16":
-            self._autocast_dtype = torch.bfloat16
-        elif self.precision == "fp16":
-            self._autocast_dtype = torch.float16
-        elif self.precision == "int8":
+        if self.precision == "int8":
             self._quantize_int8()
         self._prefix, self._suffix = self._special_tokens()
         self._n_special = len(self._prefix) + len(self._suffix)
@@ -332,35 +361,17 @@ class SentenceEncoder:
 
     # --- running the model --------------------------------------------------------------------------
 
-    def _context(self) -> contextlib.AbstractContextManager:
-        import torch
-
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(
-            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=self._autocast_dtype
-        )
-
     def _forward(self, ids: list[list[int]], width: int) -> tuple:
         """Run one batch padded to ``width`` (the texts' canonical length); returns (sentence embeddings, token
         embeddings) on CPU. A batch of fewer than ``MIN_FORWARD_TOKENS`` token rows is filled up with copies."""
         import torch
 
         n = len(ids)
-        rows = n + max(0, -(-MIN_FORWARD_TOKENS // max(1, width)) - n)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((rows, width), pad, dtype=torch.long)
-        mask = torch.zeros((rows, width), dtype=torch.long)
-        for row in range(rows):
-            seq = ids[row] if row < n else ids[0]
-            if len(seq) > width:
-                raise ValueError(f"a text of {len(seq)} tokens in a batch of width {width}")
-            input_ids[row, : len(seq)] = torch.as_tensor(seq)
-            mask[row, : len(seq)] = 1
+        input_ids, mask = padded_batch(ids, width, self.tokenizer.pad_token_id or 0)
         features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
         if "token_type_ids" in self.tokenizer.model_input_names:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-        with torch.inference_mode(), self._context():
+        with torch.inference_mode(), precision_context(self.precision, self.device):
             out = self.model(features)
         return out["sentence_embedding"][:n].float().cpu(), out["token_embeddings"][:n].float().cpu()
 

@@ -57,6 +57,7 @@ from kpe.extract.methods import Keyphrase
 from kpe.extract.ranking import (
     cosine_scores,
     drop_subphrases,
+    is_long_document,
     long_document_scores,
     max_sum,
     mmr,
@@ -149,11 +150,20 @@ class KeyBERTRanker:
         self.counts: dict[str, int] = defaultdict(int)
 
     def rank(
-        self, docs: Sequence[str], candidates_per_doc: Sequence[Sequence[str | Candidate]]
+        self, docs: Sequence[str], candidates_per_doc: Sequence[Sequence[str | Candidate]],
+        doc_embeddings: Sequence[np.ndarray] | None = None,
     ) -> list[list[Keyphrase]]:
-        """Top ``config.top_n`` of each document's candidates, best first; documents without candidates get []."""
+        """Top ``config.top_n`` of each document's candidates, best first; documents without candidates get [].
+
+        ``doc_embeddings``: the documents' embeddings when the caller already has them (the hybrid method takes
+        them from its tagger's pass over the same first window): no document pass then. Only for a config whose
+        ranking needs nothing else from that pass (:meth:`takes_doc_embeddings`).
+        """
         if len(docs) != len(candidates_per_doc):
             raise ValueError(f"{len(docs)} documents but {len(candidates_per_doc)} candidate lists")
+        if doc_embeddings is not None and (len(doc_embeddings) != len(docs) or not self.takes_doc_embeddings()):
+            raise ValueError("doc_embeddings need one embedding per document and a config that ranks from the "
+                             "first window's embedding alone (doc_embedding='truncate', no contextual vectors)")
         out: list[list[Keyphrase]] = [[] for _ in docs]
         docs = [cap_text(doc or "", self.config.max_text_chars) for doc in docs]
         todo = [i for i, (doc, cands) in enumerate(zip(docs, candidates_per_doc)) if doc and doc.strip() and cands]
@@ -161,15 +171,22 @@ class KeyBERTRanker:
             ranked = self._rank_step(
                 [docs[i] for i in step],
                 [self._as_candidates(docs[i], candidates_per_doc[i], self.is_long(docs[i])) for i in step],
+                None if doc_embeddings is None else [doc_embeddings[i] for i in step],
             )
             for i, result in zip(step, ranked):
                 out[i] = result
         return out
 
+    def takes_doc_embeddings(self) -> bool:
+        """Whether :meth:`rank` can use given document embeddings: the ranking needs the first window's embedding
+        and nothing else from the document pass."""
+        cfg = self.config
+        return (cfg.doc_embedding == "truncate" and cfg.candidate_embedding == "phrase"
+                and cfg.prefilter != "contextual")
+
     def is_long(self, doc: str) -> bool:
         """Whether a (capped) text is ranked as a long document (``config.long_document_chars``)."""
-        limit = self.config.long_document_chars
-        return limit is not None and len(doc) >= limit
+        return is_long_document(doc, self.config.long_document_chars)
 
     def _as_candidates(self, doc: str, cands: Sequence[str | Candidate], long: bool = False) -> list[Candidate]:
         """Candidates with their occurrences (located in the text when given as strings), one per encoder key;
@@ -177,12 +194,11 @@ class KeyBERTRanker:
         need_spans = long or self.config.prefilter == "contextual" or self.config.candidate_embedding == "contextual"
         seen: dict[str, Candidate] = {}
         for cand in cands:
-            if isinstance(cand, str):
-                if long and ends_with_number(cand):
-                    continue
-                cand = Candidate(cand, locate(doc, cand) if need_spans else [])
-            if not cand.phrase.strip() or (long and ends_with_number(cand.phrase)):
+            phrase = cand if isinstance(cand, str) else cand.phrase
+            if not phrase.strip() or (long and ends_with_number(phrase)):
                 continue
+            if isinstance(cand, str):
+                cand = Candidate(cand, locate(doc, cand) if need_spans else [])
             key = self.encoder.key(cand.phrase)
             if key in seen:
                 seen[key].spans.extend(cand.spans)
@@ -195,15 +211,19 @@ class KeyBERTRanker:
         self.stage_seconds[stage] += now - since
         return now
 
-    def _rank_step(self, docs: list[str], cands: list[list[Candidate]]) -> list[list[Keyphrase]]:
+    def _rank_step(self, docs: list[str], cands: list[list[Candidate]],
+                   doc_embeddings: list[np.ndarray] | None = None) -> list[list[Keyphrase]]:
         cfg = self.config
         t = time.perf_counter()
         contextual = cfg.candidate_embedding == "contextual"
         need_tokens = contextual or cfg.prefilter == "contextual"
         whole_text = contextual or (cfg.prefilter == "contextual" and cfg.prefilter_windows == "all")
-        encodings = self.encoder.encode_documents(
-            docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens, all_windows=whole_text
-        )
+        if doc_embeddings is not None:
+            encodings = [DocumentEncoding(np.asarray(e, dtype=np.float32)) for e in doc_embeddings]
+        else:
+            encodings = self.encoder.encode_documents(
+                docs, chunks=cfg.doc_embedding == "chunks", token_vectors=need_tokens, all_windows=whole_text
+            )
         t = self._tick("document_pass", t)
         self.counts["documents"] += len(docs)
         self.counts["windows"] += sum(enc.windows for enc in encodings)

@@ -48,6 +48,11 @@ LONG_POSITION_CHARS = 3000.0
 LONG_POSITION_DECAY = 0.5
 
 
+def is_long_document(text: str, long_document_chars: int | None) -> bool:
+    """Whether a text is ranked as a long document: at least ``long_document_chars`` characters (None: never)."""
+    return long_document_chars is not None and len(text) >= long_document_chars
+
+
 def long_document_prior(occurrences: np.ndarray, first_start: np.ndarray) -> np.ndarray:
     """Frequency and position of each candidate of a long document: ``ln(1 + occurrences) * (1 + first /
     LONG_POSITION_CHARS) ** -LONG_POSITION_DECAY`` (also what the tagger's spans are weighted by in long texts)."""

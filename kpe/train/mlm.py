@@ -5,6 +5,10 @@ Masking is ``DataCollatorForLanguageModeling`` (15 %, 80/10/10); ``whole_word_ma
 (its implementation uses the offset mapping and always replaces with ``[MASK]``). ``nsp=True`` adds BERT's
 next-sentence prediction (``BertForPreTraining``; BERT models only; off by default). Sentence-transformers
 checkpoints such as all-MiniLM-L6-v2 ship no MLM head: it starts fresh (logged).
+
+The loss runs the vocabulary head on the masked positions only (``MaskedPositionsMLM``, BERT-family models): the
+same loss as Hugging Face's, without projecting the other 85 % of the tokens onto 30,522 words (for MiniLM that
+projection is as much arithmetic as the six encoder layers).
 """
 
 from __future__ import annotations
@@ -44,6 +48,42 @@ def load_mlm_model(base: str, nsp: bool = False) -> Any:
         log.warning("%s has no pretraining head weights: %d tensors start fresh (%s%s)", base, len(fresh),
                     ", ".join(fresh[:4]), ", ..." if len(fresh) > 4 else "")
     return model
+
+
+class MaskedPositionsMLM(torch.nn.Module):
+    """A BERT-family pretraining model (``.bert`` + ``.cls``: ``BertForMaskedLM``, ``BertForPreTraining``) whose
+    forward applies the MLM head to the masked positions (``labels != -100``) only; returns ``.loss`` (MLM mean
+    cross-entropy, plus NSP's when ``next_sentence_label`` is given), as the wrapped model would. ``.model`` is the
+    wrapped model (what is saved)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        return hasattr(model, "bert") and hasattr(model, "cls")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+                next_sentence_label: torch.Tensor | None = None, **_: Any) -> Any:
+        from transformers.modeling_outputs import MaskedLMOutput
+
+        out = self.model.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        hidden, pooled = out.last_hidden_state, getattr(out, "pooler_output", None)
+        masked = labels != -100
+        if not bool(masked.any()):  # nothing masked in this batch: a zero loss that still has a graph
+            return MaskedLMOutput(loss=hidden.sum() * 0.0)
+        selected = hidden[masked]
+        if next_sentence_label is not None:  # BertPreTrainingHeads: (sequence, pooled) -> (MLM, NSP) scores
+            scores, relationship = self.model.cls(selected, pooled)
+        else:
+            scores, relationship = self.model.cls(selected), None
+        loss = torch.nn.functional.cross_entropy(scores.float(), labels[masked])
+        if relationship is not None:
+            loss = loss + torch.nn.functional.cross_entropy(relationship.float().view(-1, 2),
+                                                            next_sentence_label.view(-1))
+        return MaskedLMOutput(loss=loss)
 
 
 def mlm_features(docs: Sequence[GoldDocument], tokenizer: Any, max_length: int, stride: int,
@@ -162,6 +202,7 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
     summary["corpus"] = {"train_docs": len(train_docs), "val_docs": len(val_docs), "train_windows": len(features),
                          "whole_word_mask": config.whole_word_mask, "nsp": config.nsp}
     model = load_mlm_model(base, nsp=config.nsp)
+    wrapped = MaskedPositionsMLM(model) if MaskedPositionsMLM.supports(model) else model
     collate = MLMCollator(tokenizer, config.mlm_probability, config.whole_word_mask)
     # The validation masks are drawn once, with a fixed seed, so every evaluation sees the same batches.
     val_collate = MLMCollator(tokenizer, config.mlm_probability, config.whole_word_mask, seed=config.seed)
@@ -186,7 +227,7 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
         return {"neg_val_loss": -loss, "val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     def save(m: torch.nn.Module, model_dir: Path) -> None:
-        save_encoder(m, tokenizer, model_dir)
+        save_encoder(m.model if isinstance(m, MaskedPositionsMLM) else m, tokenizer, model_dir)
 
-    return KindSetup(model, features, collate, evaluate, save, is_head=lambda name: name.startswith("cls."),
-                     data_summary=summary)
+    return KindSetup(wrapped, features, collate, evaluate, save,
+                     is_head=lambda name: name.removeprefix("model.").startswith("cls."), data_summary=summary)

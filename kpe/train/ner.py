@@ -33,7 +33,7 @@ import torch
 
 from kpe.evaluate.entities import entity_scores, flat_metrics
 from kpe.ner_data import NER_LABELS, TaggedSentence, entity_spans, load_bc5cdr, read_iob
-from kpe.train.alignment import IGNORE_INDEX, tokenize_windows
+from kpe.train.alignment import IGNORE_INDEX
 from kpe.train.kinds import KindSetup
 from kpe.train.model_files import require_model_dir
 
@@ -237,56 +237,44 @@ def gate_evaluate(model_dir: Path | str, limit: int | None = None,
 class EntityTagger:
     """Entity mentions in free text with a saved ``ner`` model (what the nightly writes to ``entities``).
 
-    A text is cut into overlapping windows of the tokenizer's words (``kpe.train.alignment.tokenize_windows``);
-    each word's label probabilities (its first sub-token) are averaged over the windows that hold it whole, so
-    a document's result does not depend on the other documents of its batch (beyond float rounding). Spans
-    without a letter (a lone ``)`` or ``2`` cut out of a longer name) are dropped."""
+    A text is cut into overlapping windows of the tokenizer's words and run as the keyphrase tagger runs them
+    (``kpe.train.tagger.tag_texts``: canonical shapes, token-budget batches): each word's label probabilities (its
+    first sub-token) are averaged over the windows that hold it whole, and a document's result does not depend on
+    the other documents of its batch. Spans without a letter (a lone ``)`` or ``2`` cut out of a longer name) are
+    dropped."""
 
-    def __init__(self, model_dir: Path | str, *, batch_size: int = 32, max_length: int = ANNOTATE_MAX_LENGTH,
-                 stride: int = 64, device: torch.device | str = "cpu"):
+    def __init__(self, model_dir: Path | str, *, batch_tokens: int | None = None,
+                 max_length: int = ANNOTATE_MAX_LENGTH, stride: int = 64, device: torch.device | str = "cpu"):
         self.tokenizer, self.model = load_model_dir(model_dir, device)
         self.max_length = max_length
         self.stride = min(stride, self.max_length // 4)
-        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.device = torch.device(device)
         self.labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
 
-    @torch.no_grad()
     def annotate(self, texts: Sequence[str]) -> list[list[EntityMention]]:
         """The entity mentions of each text, in text order."""
-        windows = [(t, w) for t, text in enumerate(texts) if text and text.strip()
-                   for w in tokenize_windows(self.tokenizer, text, self.max_length, self.stride)]
-        n_words = [0] * len(texts)
-        spans: list[dict[int, tuple[int, int]]] = [{} for _ in texts]
-        for t, window in windows:
-            spans[t].update(window.word_spans)
-            n_words[t] = max(n_words[t], max((w + 1 for w in window.word_ids if w is not None), default=0))
-        sums = [np.zeros((n, len(self.labels))) for n in n_words]
-        counts = [np.zeros(n, dtype=np.int64) for n in n_words]
-        windows.sort(key=lambda tw: len(tw[1].input_ids))  # similar lengths share a batch
-        for i in range(0, len(windows), self.batch_size):
-            chunk = windows[i:i + self.batch_size]
-            batch = self.tokenizer.pad([w.model_inputs() for _, w in chunk], return_tensors="pt")
-            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
-            for row, (t, window) in enumerate(chunk):
-                positions = [p for p, first in enumerate(window.first) if first]
-                words = [window.word_ids[p] for p in positions]
-                np.add.at(sums[t], words, probs[row, positions])
-                np.add.at(counts[t], words, 1)
-        return [self._mentions(text, spans[t], sums[t], counts[t]) for t, text in enumerate(texts)]
+        from kpe.train.tagger import tag_texts
 
-    def _mentions(self, text: str, word_spans: dict[int, tuple[int, int]], sums: np.ndarray,
-                  counts: np.ndarray) -> list[EntityMention]:
-        words = np.flatnonzero(counts)  # word ids follow the text
-        if not len(words):
+        keep = [t for t, text in enumerate(texts) if text and text.strip()]
+        tagged = tag_texts(self.model, self.tokenizer, [texts[t] for t in keep], self.max_length, self.stride,
+                           batch_tokens=self.batch_tokens, device=self.device)
+        out: list[list[EntityMention]] = [[] for _ in texts]
+        for t, result in zip(keep, tagged):
+            out[t] = self._mentions(texts[t], result.word_spans, result.word_probs)
+        return out
+
+    def _mentions(self, text: str, word_spans: dict[int, tuple[int, int]],
+                  word_probs: dict[int, np.ndarray]) -> list[EntityMention]:
+        words = sorted(word_probs)  # word ids follow the text
+        if not words:
             return []
-        probs = sums[words] / counts[words, None]
+        probs = np.stack([word_probs[w] for w in words])
         best = probs.argmax(axis=1)
         chosen = probs[np.arange(len(words)), best]
         out = []
         for kind, first, end in entity_spans([self.labels[b] for b in best]):
-            start, stop = word_spans[int(words[first])][0], word_spans[int(words[end - 1])][1]
+            start, stop = word_spans[words[first]][0], word_spans[words[end - 1]][1]
             if not _LETTER.search(text, start, stop):  # ")" or "2" alone: a fragment of a name, not a mention
                 continue
             out.append(EntityMention(start, stop, text[start:stop], kind, round(float(chosen[first:end].mean()), 6)))

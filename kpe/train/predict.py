@@ -7,7 +7,10 @@ are read when present:
 
 * ``top_n`` (10): ranking length; the tagger tops its decoded spans up to ``top_n`` with soft spans
   (``fill=False`` keeps only the decoded spans), the joint model tops the spans its chunking head accepts up to it;
-* ``batch_size`` (32 windows), ``device`` (``cuda`` when there is one, else ``cpu``);
+* ``device`` (``cuda`` when there is one, else ``cpu``); ``precision`` (``auto``: bf16 on a GPU or a CPU with native
+  bf16, else fp32; or fp32 / bf16 / fp16 / int8, resolved as the engine resolves it) and ``batch_tokens`` (padded
+  tokens a forward pass) for ``tagger`` and ``hybrid``, whose windows run like the engine's texts
+  (``kpe.train.tagger.tag_texts``); ``batch_size`` (32 windows) for ``joint``;
 * ``hybrid_weight``: the hybrid's weight of the tagger score (default: the value tuned at training time,
   stored in ``hybrid.json`` in the model dir, else 0.5); ``hybrid_ngrams`` (False): also rank the engine's
   stop-word-bounded n-grams;

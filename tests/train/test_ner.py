@@ -103,3 +103,5 @@ def test_few_steps_then_save_reload_predict(shared_data: Path, tmp_path: Path) -
             assert text[m.start:m.end] == m.surface and m.type in ("Chemical", "Disease") and 0 < m.score <= 1
         assert [m.start for m in found] == sorted(m.start for m in found)
         assert all(a.end <= b.start for a, b in zip(found, found[1:]))  # no overlaps
+    # a text alone, or among others, gets the same mentions with the same scores
+    assert [tagger.annotate([text])[0] for text in texts[:3]] == mentions[:3]

@@ -8,6 +8,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from support.medline import ingested_slice
@@ -232,11 +233,11 @@ def test_fp32_and_bf16_training_decode_the_same_spans(silver_lake, tmp_path: Pat
     # the same spans
     same = 0
     for (p32, s32), (p16, s16) in zip(decoded["fp32"], decoded["bf16"]):
-        diff = max(float((p32[w] - p16[w]).abs().max()) for w in p32)
+        diff = max(float(np.abs(p32[w] - p16[w]).max()) for w in p32)
         assert diff < 0.03
         flips = [w for w in p32 if int(p32[w].argmax()) != int(p16[w].argmax())]
         for w in flips:
-            top = p32[w].topk(2).values
+            top = np.sort(p32[w])[::-1]
             assert float(top[0] - top[1]) < 2 * diff
         if not flips:
             assert s32 == s16

@@ -143,7 +143,9 @@ def test_tagger_trains_saves_reloads_and_extracts(tmp_path: Path, shared_data: P
         assert (model_dir / name).is_file(), name
     card = (model_dir / "README.md").read_text()
     assert "f1@5" in card and "transformers" in card and "cpu" in card.lower()
-    assert json.loads((model_dir / "config.json").read_text())["id2label"] == {"0": "O", "1": "B", "2": "I"}
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["id2label"] == {"0": "O", "1": "B", "2": "I"}
+    assert saved["attention_probs_dropout_prob"] == 0.0  # trained without attention dropout (the default)
 
     docs = load_benchmark("inspec", "dev", shared_data)[:3]
     tagger = build_extractor("tagger", str(model_dir), {"top_n": 7})
@@ -180,6 +182,27 @@ def test_keybert_ft_and_hybrid_use_the_fine_tuned_encoder(kpe_env: Path, tmp_pat
     out = hybrid.extract([docs[0].text, ""])
     assert 0 < len(out[0]) <= 5 and out[1] == []
     assert [k.score for k in out[0]] == sorted((k.score for k in out[0]), reverse=True)
+
+
+def test_every_setting_is_an_option_with_readable_help():
+    from kpe.train.loop import _parser
+
+    text = _parser().format_help()  # argparse formats each help text with %: a stray % breaks --help
+    assert "--attention-dropout" in text and "--max-length" in text
+
+
+def test_attention_dropout_is_set_on_every_self_attention_layer_only(tiny_encoder: Path):
+    from kpe.train.loop import set_attention_dropout
+    from kpe.train.tagger import load_tagger_model
+
+    assert TrainConfig().attention_dropout == 0.0
+    model = load_tagger_model(str(tiny_encoder))
+    assert model.config.attention_probs_dropout_prob == 0.1
+    assert set_attention_dropout(model, 0.0) == 2  # two layers
+    for layer in model.bert.encoder.layer:
+        assert layer.attention.self.dropout.p == 0.0
+        assert layer.attention.output.dropout.p == layer.output.dropout.p == 0.1  # hidden-state dropout stays
+    assert model.config.attention_probs_dropout_prob == 0.0
 
 
 def test_resume_continues_step_count_and_scheduler(tmp_path: Path, shared_data: Path, tiny_encoder: Path):
@@ -283,6 +306,24 @@ def test_mlm_with_next_sentence_prediction(tmp_path: Path, shared_data: Path, ti
                                max_steps=1, nsp=True, output_dir=tmp_path / "nsp", shared_data_dir=shared_data, **FAST))
     assert result.steps == 1 and result.data_summary["semeval2017"]["docs"] == 12
     assert json.loads((result.model_dir / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
+
+
+@pytest.mark.parametrize("nsp", [False, True])
+def test_mlm_loss_on_masked_positions_only_equals_the_full_heads(shared_data: Path, tiny_encoder: Path, nsp: bool):
+    from transformers import AutoTokenizer
+
+    from kpe.train.mlm import MaskedPositionsMLM, MLMCollator, load_mlm_model, mlm_features, nsp_features
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    docs = load_benchmark("semeval2017", "train", shared_data)[:6]
+    features = nsp_features(docs, tokenizer, 128) if nsp else mlm_features(docs, tokenizer, 128, 32)
+    batch = MLMCollator(tokenizer, seed=3)(features[:6])
+    model = load_mlm_model(str(tiny_encoder), nsp=nsp).eval()
+    assert MaskedPositionsMLM.supports(model)
+    with torch.no_grad():
+        full = model(**batch).loss
+        fast = MaskedPositionsMLM(model)(**batch).loss
+    assert float(full) > 1.0 and float(fast) == pytest.approx(float(full), rel=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- decoding
