@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cpu import needs_native_bf16
 
 from kpe.encoders import resolve_encoder
 from kpe.extract.candidates import STOP_WORDS, KeyBERTCandidates, candidate_phrases
@@ -39,11 +40,6 @@ def abstracts(shared_data: Path) -> list[str]:
     path = shared_data / "pubmed" / "full_files" / "pubmed21n1298.xml.gz"
     records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
     return [document_text(r.title, r.abstract) for r in islice(records, 20)]
-
-
-needs_native_bf16 = pytest.mark.skipif(
-    not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX; or KPE_NATIVE_BF16=no): "
-    "precision auto is fp32 here, and emulated bf16 is too slow to test")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cpu import needs_native_bf16
 
 from kpe.datasets import load_benchmark
 from kpe.train import TrainConfig, train
@@ -35,7 +36,7 @@ def texts(shared_data: Path) -> list[str]:
     return [*docs[:3], " ".join(paper["text"].split()[:1500]), *docs[3:]]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_native_bf16)])
 def test_a_documents_probabilities_do_not_depend_on_its_batch(tagger_dir: Path, texts: list[str], precision: str):
     from kpe.train.tagger import TaggerExtractor
 
