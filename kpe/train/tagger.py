@@ -435,7 +435,8 @@ class HybridExtractor:
         """Per document: ``(phrase, tagger score, cosine)`` for every candidate."""
         proposals = []
         tagged = self.tagger.tag(docs, embeddings=self.shares_document_pass)
-        for doc, (spans, probs) in zip(docs, ((t.word_spans, t.word_probs) for t in tagged)):
+        for doc, text in zip(docs, tagged):
+            spans, probs = text.word_spans, text.word_probs
             long = self.engine.ranker.is_long(doc)
             decoded = rank_spans(decode_spans(doc, spans, probs, self.tagger.pooling), long)
             soft = rank_spans(soft_spans(doc, spans, probs, self.tagger.pooling), long,
