@@ -13,9 +13,9 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 from lxml import etree
+from support.medline import in_fresh_process, scan_medline_file
 from support.medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract, record_span, without
 
 from kpe.clean import clean_record
@@ -280,30 +280,16 @@ def test_full_update_file_counts(pubmed_dir: Path) -> None:
     both keywords and an abstract (15,075 have non-empty keywords).
     """
     path = pubmed_dir / "full_files" / "pubmed21n1298.xml.gz"
-    records = deletions = with_abstract = with_keywords_and_abstract = 0
-    empty_abstract_pmid = None
-    process = psutil.Process()
-    rss_start = rss_peak = process.memory_info().rss
-    for item in iter_medline(path):
-        if isinstance(item, SourceRecord):
-            records += 1
-            if records % 1000 == 0:
-                rss_peak = max(rss_peak, process.memory_info().rss)
-            with_abstract += item.abstract is not None
-            with_keywords_and_abstract += bool(item.keywords) and item.abstract is not None
-            if item.source_id == "34085931":
-                empty_abstract_pmid = item
-        else:
-            assert isinstance(item, Deletion), item
-            deletions += 1
-    assert records == 20_788
-    assert with_abstract == 18_445
-    assert with_keywords_and_abstract == 14_683
-    assert empty_abstract_pmid is not None and empty_abstract_pmid.abstract is None
-    assert deletions > 0
-    assert count_records_plain(path) == records
+    scan = in_fresh_process(scan_medline_file, path)  # the RSS of a process that ran other tests is not flat
+    assert scan["records"] == 20_788
+    assert scan["with_abstract"] == 18_445
+    assert scan["with_keywords_and_abstract"] == 14_683
+    assert "34085931" in scan["without_abstract"]
+    assert len(scan["without_abstract"]) == 20_788 - 18_445
+    assert scan["deletions"] > 0
+    assert count_records_plain(path) == scan["records"]
     # streaming: memory stays flat (the 233 MB of XML as one tree would take well over 1 GB)
-    assert (rss_peak - rss_start) / 2**20 < 64
+    assert scan["rss_growth_mb"] < 64
 
 
 # --- broken input ------------------------------------------------------------------------------------------

@@ -42,3 +42,41 @@ def ingested_slice(source: Path, root: Path, n: int, batch_size: int):  # noqa: 
     (report,) = ingest_specs(con, pubmed_specs([str(path)], root), root / "lake", batch_size=batch_size)
     assert report.status == "done", report
     return con
+
+
+def scan_medline_file(path: Path) -> dict:
+    """Stream a MEDLINE file with ``iter_medline`` and count what it yields, with the peak RSS growth (MB) over the
+    scan, sampled every 1,000 records. Run it in a fresh process (``in_fresh_process``): a process that has run
+    other tests carries their heap, whose churn would be measured too."""
+    import psutil
+
+    from kpe.records import Deletion, SourceRecord
+    from kpe.sources.pubmed import iter_medline
+
+    counts = {"records": 0, "deletions": 0, "with_abstract": 0, "with_keywords_and_abstract": 0}
+    without_abstract: list[str] = []
+    process = psutil.Process()
+    rss_start = rss_peak = process.memory_info().rss
+    for item in iter_medline(path):
+        if isinstance(item, SourceRecord):
+            counts["records"] += 1
+            if counts["records"] % 1000 == 0:
+                rss_peak = max(rss_peak, process.memory_info().rss)
+            counts["with_abstract"] += item.abstract is not None
+            counts["with_keywords_and_abstract"] += bool(item.keywords) and item.abstract is not None
+            if item.abstract is None:
+                without_abstract.append(item.source_id)
+        elif isinstance(item, Deletion):
+            counts["deletions"] += 1
+        else:
+            raise TypeError(f"iter_medline yielded {item!r}")
+    return {**counts, "without_abstract": without_abstract, "rss_growth_mb": (rss_peak - rss_start) / 2**20}
+
+
+def in_fresh_process(function, *args):  # noqa: ANN001, ANN201 - any picklable module-level function and its result
+    """``function(*args)`` in a newly spawned Python process (nothing inherited from this one's heap)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
