@@ -291,6 +291,46 @@ class DocumentEncoding:
     windows: int = 1  # encoder windows run for this document
 
 
+#: Architectures whose checkpoint carries a task head the sentence encoder leaves out (a trained tagger, an MLM).
+HEAD_ARCHITECTURE_SUFFIXES = ("ForTokenClassification", "ForMaskedLM", "ForPreTraining", "ForSequenceClassification")
+
+
+class _DropLoadReport(logging.Filter):
+    """Drops transformers' "<Model> LOAD REPORT" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def head_left_out_quietly(path: str) -> Iterator[None]:
+    """Load the encoder of a fine-tuned model dir without transformers' load-report warning.
+
+    The report lists the head's weights as unexpected and the (unused) pooler as missing, "newly initialized":
+    expected here, and alarming in every nightly log. One INFO line says it instead; a size mismatch still raises,
+    and a directory without a task head (a plain or sentence-transformers encoder) keeps the report.
+    """
+    import json
+
+    try:
+        architectures = json.loads((Path(path) / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        architectures = []
+    heads = [a for a in architectures if str(a).endswith(HEAD_ARCHITECTURE_SUFFIXES)]
+    if not heads:
+        yield
+        return
+    # A filter, not a level: transformers checks its logger's level to decide on other warnings (tensor parallel)
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    drop_report = _DropLoadReport()
+    report_logger.addFilter(drop_report)
+    try:
+        yield
+    finally:
+        report_logger.removeFilter(drop_report)
+    log.info("encoder of %s loaded without its %s head", path, heads[0])
+
+
 class SentenceEncoder:
     """A sentence-transformers model with length-sorted, token-budget batching and a chosen precision."""
 
@@ -311,7 +351,8 @@ class SentenceEncoder:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
-        self.model = SentenceTransformer(self.path, device=self.device)
+        with head_left_out_quietly(self.path):
+            self.model = SentenceTransformer(self.path, device=self.device)
         self.model.eval()
         self.tokenizer = self.model.tokenizer
         transformer = self.model[0]

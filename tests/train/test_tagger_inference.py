@@ -112,3 +112,37 @@ def test_ranking_only_the_first_spans_gives_the_same_head(tagger_dir: Path, text
         assert len(full) > 30
         for limit in (1, 10, 30):
             assert rank_spans(spans, limit=limit) == full[:limit]
+
+
+def test_the_engine_loads_a_taggers_encoder_without_the_load_report(tagger_dir: Path, caplog: pytest.LogCaptureFixture):
+    """transformers warns with a load report (the head's weights unexpected, a pooler "newly initialized") whenever
+    a tagger dir is loaded as a sentence encoder: the engine says it in one INFO line instead."""
+    import logging
+
+    from sentence_transformers import SentenceTransformer
+
+    from kpe.extract.encoder import SentenceEncoder
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    records = Records()
+    report_logger.addHandler(records)
+    try:
+        SentenceTransformer(str(tagger_dir), device="cpu")
+        assert any("LOAD REPORT" in m for m in records.messages)  # what a plain load says
+        records.messages.clear()
+        with caplog.at_level(logging.INFO, logger="kpe.extract.encoder"):
+            encoder = SentenceEncoder(str(tagger_dir), device="cpu", precision="fp32")
+    finally:
+        report_logger.removeHandler(records)
+    assert not any("LOAD REPORT" in m for m in records.messages)
+    assert "without its BertForTokenClassification head" in caplog.text
+    assert not report_logger.filters  # only around that load
+    assert encoder.encode(["a keyphrase"]).shape == (1, encoder.dimension)
