@@ -16,6 +16,10 @@
     python benchmarks/train.py steps --kind tagger --batch-size 8 --length 240 --steps 25
     python benchmarks/train.py steps --kind mlm --batch-size 16 --length 128 --steps 25
 
+    # the hybrid's candidate pool: candidates per document, the share of present gold in it (what a perfect
+    # ranking of the pool would recall), macro F1@5 at each weight of tagger score vs cosine
+    python benchmarks/train.py ceiling --model data/models/VERSION/model --lake data --sets pubmed_silver_dev inspec_dev
+
     # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
     python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
         --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
@@ -316,6 +320,44 @@ def cmd_table(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
 
 
+def cmd_ceiling(args: argparse.Namespace) -> None:
+    """The hybrid's candidate pool on each set: candidates per document, the share of the present gold in it (the
+    recall a perfect ranking of the pool would reach) and macro F1@5 / F1@10 over present gold at each weight."""
+    from kpe.evaluate.metrics import evaluate_predictions, occurs_in, phrase_key, unique_keys
+    from kpe.train.tagger import HybridExtractor
+
+    extractor = HybridExtractor(args.model, engine_options={"use_cache": False})  # weight: combine() below
+    rows = []
+    for name, docs in eval_sets(args.sets, args.lake, args.limit, args.silver_limit).items():
+        started = time.perf_counter()
+        cands: list[list[tuple[str, float, float]]] = []
+        for i in range(0, len(docs), 64):
+            cands += extractor.candidates([d.text for d in docs[i : i + 64]])
+        in_pool = present = 0
+        for doc, doc_cands in zip(docs, cands):
+            text_key = phrase_key(doc.text)
+            gold = {key for key in unique_keys(doc.keyphrases) if occurs_in(key, text_key)}
+            in_pool += len(gold & {phrase_key(p) for p, _, _ in doc_cands})
+            present += len(gold)
+        row: dict[str, Any] = {"set": name, "docs": len(docs), "seconds": round(time.perf_counter() - started, 1),
+                               "candidates_per_doc": round(sum(map(len, cands)) / max(len(docs), 1), 2),
+                               "present_gold_in_pool": round(in_pool / max(present, 1), 4),
+                               "stored_weight": extractor.weight, "by_weight": {}}
+        for weight in args.weights:
+            preds = [[k.phrase for k in HybridExtractor.combine(c, weight, 10)] for c in cands]
+            macro = evaluate_predictions(preds, [list(d.keyphrases) for d in docs], [d.text for d in docs],
+                                         ks=(5, 10))["macro"]["present"]
+            row["by_weight"][weight] = {"f1@5": round(macro["f1@5"], 4), "f1@10": round(macro["f1@10"], 4)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\n| set | docs | candidates / doc | present gold in the pool | "
+          + " | ".join(f"F1@5 w={w}" for w in args.weights) + " |")
+    print("|---|---|---|---|" + "---|" * len(args.weights))
+    for r in rows:
+        print(f"| {r['set']} | {r['docs']} | {r['candidates_per_doc']:.1f} | {r['present_gold_in_pool']:.3f} | "
+              + " | ".join(f"{r['by_weight'][w]['f1@5']:.4f}" for w in args.weights) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -344,6 +386,13 @@ def main() -> None:
     p_steps.add_argument("--steps", type=int, default=25)
     p_steps.add_argument("--threads", type=int, default=2)
     p_steps.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p_ceiling = sub.add_parser("ceiling", help="the hybrid's candidate pool: gold in it, F1@5 per weight")
+    p_ceiling.add_argument("--model", required=True, help="a tagger model dir (e.g. the production model's)")
+    p_ceiling.add_argument("--sets", nargs="+", default=["pubmed_silver_dev", "inspec_dev"])
+    p_ceiling.add_argument("--weights", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9, 1.0])
+    p_ceiling.add_argument("--lake", type=Path, default=None, help="folder with lake/ and warehouse.duckdb")
+    p_ceiling.add_argument("--limit", type=int, default=None)
+    p_ceiling.add_argument("--silver-limit", type=int, default=None)
     p_table = sub.add_parser("table", help="compare methods on dev sets")
     p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
     p_table.add_argument("--tagger", default=None)
@@ -365,6 +414,8 @@ def main() -> None:
         cmd_speed(args, rest)
     elif args.cmd == "steps":
         cmd_steps(args)
+    elif args.cmd == "ceiling":
+        cmd_ceiling(args)
     else:
         if rest:
             parser.error(f"unknown options: {rest}")
