@@ -266,9 +266,8 @@ def promote(
     return _require(con, version)
 
 
-def _production_changed(con: duckdb.DuckDBPyConnection, version: str, replaces: str | None | object) -> str | None:
-    """Why ``version`` may not replace production (it is no longer ``replaces``), or ``None``."""
-    old = production_model(con, output_of(_require(con, version).kind))
+def _production_changed(version: str, old: ModelRecord | None, replaces: str | None | object) -> str | None:
+    """Why ``version`` may not replace the production model ``old`` (it is no longer ``replaces``), or ``None``."""
     if replaces is ANY or (old.version if old else None) == replaces:
         return None
     return (f"production changed while {version} was evaluated: expected {replaces or 'none'}, "
@@ -282,11 +281,11 @@ def _promote(con: duckdb.DuckDBPyConnection, version: str, *, reason: str, allow
         raise RegistryError(f"{version} is already the production model")
     if record.status == "rejected" and not allow_rejected:
         raise RegistryError(f"{version} was rejected; promote it anyway with force (allow_rejected=True)")
-    changed = _production_changed(con, version, replaces)
+    old = production_model(con, output_of(record.kind))
+    changed = _production_changed(version, old, replaces)
     if changed:
         raise RegistryError(changed)
     now = utcnow()
-    old = production_model(con, output_of(record.kind))
     if old is not None:
         con.execute(
             "UPDATE models SET status = 'retired', retired_at = ?, decision = ? WHERE version = ?",
@@ -332,7 +331,8 @@ def record_gate_decision(
         if record.status == "candidate":
             if method is not None and method != record.method:
                 _set_method(con, version, method)
-            changed = _production_changed(con, version, replaces) if action == "promote" else None
+            changed = (_production_changed(version, production_model(con, output_of(record.kind)), replaces)
+                       if action == "promote" else None)
             if changed:
                 decision = {**decision, "not_promoted": changed}
                 action, reason = "keep", changed

@@ -24,6 +24,7 @@ from warehouse.models import (
     production_model,
     promote,
     record_evaluation,
+    record_gate_decision,
     register_candidate,
     reject,
     rollback,
@@ -146,6 +147,22 @@ def test_failed_promotion_changes_nothing(con, kpe_env: Path) -> None:
         promote(con, _register(con, kpe_env, minute=3))
     con.execute("UPDATE models SET status = 'candidate' WHERE version = ?", [b])
     assert production_model(con).version == a
+
+
+def test_a_promotion_that_expected_another_production_model_changes_nothing(con, kpe_env: Path) -> None:
+    """The gate compares a candidate with the production model it read; when another run promoted a model meanwhile,
+    promoting on that comparison would skip a model nobody compared it with."""
+    a, b, c = (_register(con, kpe_env, minute=m) for m in (1, 2, 3))
+    promote(con, a)
+    with pytest.raises(RegistryError, match="production changed"):
+        promote(con, b, replaces=None)  # it was compared with the packaged encoder: none
+    decided = record_gate_decision(con, c, action="promote", reason="beats production", decision={"mean": 0.4},
+                                   replaces=None)
+    assert decided.status == "candidate" and "expected none, found " + a in decided.decision["not_promoted"]
+    assert production_model(con).version == a and _production_count(con) == 1
+    assert record_gate_decision(con, b, action="promote", reason="beats production", decision={},
+                                replaces=a).status == "production"
+    assert get_model(con, a).status == "retired" and _production_count(con) == 1
 
 
 def test_rollback_walks_back_through_history(con, kpe_env: Path) -> None:
