@@ -70,12 +70,14 @@ def tagger_features(
 
 @dataclass(slots=True)
 class SpanScore:
-    """A decoded span: surface text, character offsets, score."""
+    """A decoded span: surface text, character offsets, score; ``key``: its ``normalize_phrase`` once
+    :func:`rank_spans` has ranked it."""
 
     phrase: str
     start: int
     end: int
     score: float
+    key: str = ""
 
 
 def decode_spans(text: str, word_spans: dict[int, tuple[int, int]], word_probs: dict[int, np.ndarray],
@@ -121,6 +123,7 @@ def rank_spans(spans: Sequence[SpanScore], long: bool = False, limit: int | None
             key = normalize_phrase(span.phrase)
             if key and key not in seen:
                 seen.add(key)
+                span.key = key
                 kept.append(span)
         return kept
     best: dict[str, SpanScore] = {}
@@ -139,7 +142,7 @@ def rank_spans(spans: Sequence[SpanScore], long: bool = False, limit: int | None
 
         keys = list(best)
         prior = long_document_prior([count[k] for k in keys], [first[k] for k in keys])
-        best = {k: SpanScore(best[k].phrase, best[k].start, best[k].end, best[k].score * float(p))
+        best = {k: SpanScore(best[k].phrase, best[k].start, best[k].end, best[k].score * float(p), k)
                 for k, p in zip(keys, prior)}
     return sorted(best.values(), key=lambda s: (-s.score, s.start))[:limit]
 
@@ -189,12 +192,12 @@ def rank_keyphrases(text: str, word_spans: dict[int, tuple[int, int]], word_prob
     spans = rank_spans(decode_spans(text, word_spans, word_probs, pooling), long)
     ranked = [Keyphrase(s.phrase, s.score) for s in spans]
     if len(ranked) < fill_to:
-        seen = {normalize_phrase(s.phrase) for s in spans}
+        seen = {s.key for s in spans}
         floor = min((s.score for s in spans), default=1.0)
         for extra in rank_spans(soft_spans(text, word_spans, word_probs, pooling), long, fill_to + len(seen)):
             if len(ranked) >= fill_to:
                 break
-            if normalize_phrase(extra.phrase) not in seen:
+            if extra.key not in seen:
                 ranked.append(Keyphrase(extra.phrase, extra.score * floor))
     return ranked
 
@@ -446,11 +449,10 @@ class HybridExtractor:
             extra = [] if long and len(decoded) >= self.top_n else soft[: self.n_candidates]
             best: dict[str, tuple[str, float]] = {}
             for span in [*decoded, *extra]:
-                key = normalize_phrase(span.phrase)
-                if key not in best or span.score > best[key][1]:
-                    best[key] = (span.phrase, span.score)
+                if span.key not in best or span.score > best[span.key][1]:
+                    best[span.key] = (span.phrase, span.score)
             if self.ngrams:
-                soft_score = {normalize_phrase(s.phrase): s.score for s in reversed(soft)}
+                soft_score = {s.key: s.score for s in reversed(soft)}
                 for cand in self.engine.candidates([doc])[0]:
                     key = normalize_phrase(cand.phrase)
                     if key and key not in best:
