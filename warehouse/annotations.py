@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from kpe.annotate import DocAnnotations
 from kpe.extract.batches import PendingDocument
-from warehouse.db import connect, transaction
-from warehouse.extraction import fetch_pending
+from warehouse.db import transaction
+from warehouse.extraction import paged_batches
 from warehouse.rows import fetch_dicts
 
 OUTPUTS = ("entities", "doc_labels")
@@ -93,20 +93,11 @@ def iter_pending_batches(path: Path | str, kind: str, output: str, model_version
                          limit: int | None = None, page_size: int = 10_000) -> Iterator[list[PendingDocument]]:
     """Stream the pending documents of one kind in batches (at most ``limit``), each page and batch read on a
     brief read-only connection: memory holds one page of ids and one batch of text."""
-    after, handed = "", 0
-    while limit is None or handed < limit:
-        room = page_size if limit is None else min(page_size, limit - handed)
-        with connect(path, read_only=True) as con:
-            ids = pending_ids(con, kind, output, model_version, after=after, limit=room)
-        if not ids:
-            return
-        after = ids[-1]
-        for start in range(0, len(ids), batch_size):
-            with connect(path, read_only=True) as con:
-                docs = fetch_pending(con, ids[start:start + batch_size])
-            handed += len(docs)
-            if docs:
-                yield docs
+
+    def read_ids(con: duckdb.DuckDBPyConnection, after: str, size: int) -> list[str]:
+        return pending_ids(con, kind, output, model_version, after=after, limit=size)
+
+    yield from paged_batches(path, read_ids, batch_size=batch_size, page_size=page_size, limit=limit)
 
 
 # --- writes --------------------------------------------------------------------------------------------------------

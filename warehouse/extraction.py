@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,28 +106,44 @@ def iter_pending_batches(path: Path | str, model_version: str, config_hash: str,
     for phase in PHASES:
         cap = None if phase == "fresh" else backfill_max_docs
         deadline = None if phase == "fresh" or backfill_seconds is None else time.monotonic() + backfill_seconds
-        after, in_phase = "", 0
-        while True:
-            rooms = [r for r in (None if limit is None else limit - handed, None if cap is None else cap - in_phase)
-                     if r is not None]
-            room = min(rooms) if rooms else page_size
-            if room <= 0:
-                break
+        rooms = [r for r in (None if limit is None else limit - handed, cap) if r is not None]
+
+        def read_ids(con: duckdb.DuckDBPyConnection, after: str, size: int, phase: str = phase) -> list[str]:
+            return pending_ids(con, model_version, config_hash, phase=phase, after=after, limit=size)
+
+        def out_of_time(deadline: float | None = deadline) -> bool:
+            return deadline is not None and time.monotonic() >= deadline
+
+        for documents in paged_batches(path, read_ids, batch_size=batch_size, page_size=page_size,
+                                       limit=min(rooms) if rooms else None, stop=out_of_time):
+            handed += len(documents)
+            yield PendingBatch(phase, documents)
+        if out_of_time():
+            return
+
+
+def paged_batches(path: Path | str, read_ids: Callable[[duckdb.DuckDBPyConnection, str, int], list[str]], *,
+                  batch_size: int, page_size: int, limit: int | None = None,
+                  stop: Callable[[], bool] = lambda: False) -> Iterator[list[PendingDocument]]:
+    """At most ``limit`` pending documents in batches: pages of ids (``read_ids(con, after, size)``: the next
+    ``size`` ids after ``after``), each page fetched ``batch_size`` documents at a time, every read on a brief
+    read-only connection (memory holds one page of ids and one batch of text). ``stop()`` is asked before each
+    batch is read."""
+    after, handed = "", 0
+    while limit is None or handed < limit:
+        with connect(path, read_only=True) as con:
+            ids = read_ids(con, after, page_size if limit is None else min(page_size, limit - handed))
+        if not ids:
+            return
+        after = ids[-1]
+        for start in range(0, len(ids), batch_size):
+            if stop():
+                return
             with connect(path, read_only=True) as con:
-                ids = pending_ids(con, model_version, config_hash, phase=phase, after=after,
-                                  limit=min(page_size, room))
-            if not ids:
-                break
-            after = ids[-1]
-            for start in range(0, len(ids), batch_size):
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                with connect(path, read_only=True) as con:
-                    documents = fetch_pending(con, ids[start:start + batch_size])
-                handed += len(documents)
-                in_phase += len(documents)
-                if documents:
-                    yield PendingBatch(phase, documents)
+                documents = fetch_pending(con, ids[start:start + batch_size])
+            handed += len(documents)
+            if documents:
+                yield documents
 
 
 def write_results(con: duckdb.DuckDBPyConnection, run_id: str, results: Sequence[DocumentResult], *,
