@@ -323,8 +323,8 @@ def cmd_table(args: argparse.Namespace) -> None:
 def cmd_ceiling(args: argparse.Namespace) -> None:
     """The hybrid's candidate pool on each set: candidates per document, the share of the present gold in it (the
     recall a perfect ranking of the pool would reach) and macro F1@5 / F1@10 over present gold at each weight."""
-    from kpe.evaluate.metrics import evaluate_predictions, occurs_in, phrase_key, unique_keys
-    from kpe.train.tagger import HybridExtractor
+    from kpe.evaluate.metrics import match_document
+    from kpe.train.tagger import HybridExtractor, scores_by_weight
 
     extractor = HybridExtractor(args.model, engine_options={"use_cache": False})  # weight: combine() below
     rows = []
@@ -333,20 +333,16 @@ def cmd_ceiling(args: argparse.Namespace) -> None:
         cands: list[list[tuple[str, float, float]]] = []
         for i in range(0, len(docs), 64):
             cands += extractor.candidates([d.text for d in docs[i : i + 64]])
-        in_pool = present = 0
-        for doc, doc_cands in zip(docs, cands):
-            text_key = phrase_key(doc.text)
-            gold = {key for key in unique_keys(doc.keyphrases) if occurs_in(key, text_key)}
-            in_pool += len(gold & {phrase_key(p) for p, _, _ in doc_cands})
-            present += len(gold)
+        # the whole pool as one prediction list: its correct entries are the present gold it holds
+        pools = [match_document(d.doc_id, [p for p, _, _ in c], list(d.keyphrases), d.text)
+                 for d, c in zip(docs, cands)]
+        in_pool, present = sum(sum(m.correct["present"]) for m in pools), sum(m.n_gold["present"] for m in pools)
         row: dict[str, Any] = {"set": name, "docs": len(docs), "seconds": round(time.perf_counter() - started, 1),
                                "candidates_per_doc": round(sum(map(len, cands)) / max(len(docs), 1), 2),
                                "present_gold_in_pool": round(in_pool / max(present, 1), 4),
                                "stored_weight": extractor.weight, "by_weight": {}}
-        for weight in args.weights:
-            preds = [[k.phrase for k in HybridExtractor.combine(c, weight, 10)] for c in cands]
-            macro = evaluate_predictions(preds, [list(d.keyphrases) for d in docs], [d.text for d in docs],
-                                         ks=(5, 10))["macro"]["present"]
+        for weight, result in scores_by_weight(cands, docs, args.weights, top_n=10).items():
+            macro = result["macro"]["present"]
             row["by_weight"][weight] = {"f1@5": round(macro["f1@5"], 4), "f1@10": round(macro["f1@10"], 4)}
         rows.append(row)
         print(json.dumps(row), flush=True)

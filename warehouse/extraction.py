@@ -118,8 +118,6 @@ def iter_pending_batches(path: Path | str, model_version: str, config_hash: str,
                                        limit=min(rooms) if rooms else None, stop=out_of_time):
             handed += len(documents)
             yield PendingBatch(phase, documents)
-        if out_of_time():
-            return
 
 
 def paged_batches(path: Path | str, read_ids: Callable[[duckdb.DuckDBPyConnection, str, int], list[str]], *,

@@ -500,6 +500,18 @@ def build_hybrid(model_path: str | None, config: Any = None) -> HybridExtractor:
                                            if k in ("use_cache", "threads", "precision", "batch_tokens")})
 
 
+def scores_by_weight(cands: Sequence[Sequence[tuple[str, float, float]]], docs: Sequence[Any],
+                     weights: Sequence[float], top_n: int = DEFAULT_TOP_N) -> dict[float, Any]:
+    """The metrics (``kpe.evaluate.metrics.evaluate_predictions``, at 5 and 10) of the hybrid's ranking of
+    ``cands`` (:meth:`HybridExtractor.candidates` of ``docs``) at each weight."""
+    from kpe.evaluate.metrics import evaluate_predictions
+
+    gold, texts = [list(d.keyphrases) for d in docs], [d.text for d in docs]
+    return {w: evaluate_predictions([[k.phrase for k in HybridExtractor.combine(c, w, top_n)] for c in cands],
+                                    gold, texts, ks=(5, 10))
+            for w in weights}
+
+
 def tune_hybrid_weight(model_dir: Path | str, docs: Sequence[Any], weights: Sequence[float] | None = None,
                        top_n: int = DEFAULT_TOP_N) -> dict[str, Any]:
     """Pick the hybrid weight with the best macro F1@5 (present gold) on ``docs`` and store it in ``hybrid.json``.
@@ -507,17 +519,13 @@ def tune_hybrid_weight(model_dir: Path | str, docs: Sequence[Any], weights: Sequ
     ``docs`` have ``.text``, ``.keyphrases`` and ``.doc_id``: use a slice of the *training* data (the
     internal validation split), never a benchmark's dev set.
     """
-    from kpe.evaluate.metrics import evaluate_predictions, f1
+    from kpe.evaluate.metrics import f1
 
     weights = list(weights) if weights is not None else [round(0.1 * i, 1) for i in range(11)]
     extractor = HybridExtractor(model_dir, top_n=top_n, weight=DEFAULT_HYBRID_WEIGHT,
                                 engine_options={"use_cache": False})  # a new model: nothing to reuse
     cands = extractor.candidates([d.text for d in docs])
-    scores = {}
-    for w in weights:
-        preds = [[k.phrase for k in HybridExtractor.combine(c, w, top_n)] for c in cands]
-        result = evaluate_predictions(preds, [list(d.keyphrases) for d in docs], [d.text for d in docs], ks=(5, 10))
-        scores[w] = f1(result)
+    scores = {w: f1(result) for w, result in scores_by_weight(cands, docs, weights, top_n).items()}
     best = max(weights, key=lambda w: (scores[w], -abs(w - DEFAULT_HYBRID_WEIGHT)))
     summary = {"weight": best, "f1@5_by_weight": {str(w): round(s, 4) for w, s in scores.items()},
                "docs": len(docs), "tuned_on": "validation slice of the training data"}
