@@ -91,6 +91,13 @@ class LabelAnnotator:
                 for labels in self.labeler.predict(list(texts), top_k=self.top_k)]
 
 
+def entity_annotator(model_dir: str | Path) -> EntityAnnotator:
+    """The ``ner`` kind's annotator: chemical and disease mentions from ``kpe.train.ner.load_entity_tagger``."""
+    from kpe.train.ner import load_entity_tagger
+
+    return EntityAnnotator(load_entity_tagger(model_dir))
+
+
 def mesh_annotator(model_dir: str | Path) -> LabelAnnotator:
     """The ``classify`` kind's annotator: MeSH suggestions from ``kpe.train.classify.load_labeler``."""
     from kpe.train.classify import load_labeler
@@ -108,8 +115,7 @@ def load_annotator(kind: str, model_dir: str | Path) -> Annotator:
     if kind not in kinds:
         raise ValueError(f"not an annotation kind: {kind!r} (known: {', '.join(kinds)})")
     module, _, name = kinds[kind].annotator.partition(":")
-    made = getattr(importlib.import_module(module), name)(model_dir)
-    return made if hasattr(made, "rows") else EntityAnnotator(made)
+    return getattr(importlib.import_module(module), name)(model_dir)
 
 
 def annotate_batch(annotator: Annotator, docs: Sequence[PendingDocument]) -> list[DocAnnotations]:

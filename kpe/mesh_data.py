@@ -71,27 +71,22 @@ def mesh_split(doc_id: str, val_fraction: float = DEV_FRACTION) -> str:
 
 def read_lake_rows(lake_dir: Path | str, exclude_doc_ids: Collection[str] = (),
                    columns: Sequence[str] = _COLUMNS) -> list[dict[str, Any]]:
-    """Current lake documents (``columns`` of ``kpe.shards.DOCUMENT_SCHEMA``): the latest row per ``doc_id`` by
-    ``ingested_at``, later shard and row winning a tie (as the warehouse replays the lake), less
-    ``exclude_doc_ids``; sorted by ``doc_id``."""
+    """Current lake documents (``columns`` of ``kpe.shards.DOCUMENT_SCHEMA``; which rows are current:
+    ``kpe.shards.current_rows``, less ``exclude_doc_ids``), sorted by ``doc_id``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from kpe.shards import document_shard_files
+    from kpe.shards import current_rows, document_shard_files
 
     wanted = list(dict.fromkeys([*columns, "doc_id", "ingested_at"]))
-    latest: dict[str, dict[str, Any]] = {}
     files = document_shard_files(Path(lake_dir))
-    n_rows = 0
-    for path in files:
-        for row in pq.read_table(path, columns=wanted).to_pylist():
-            n_rows += 1
-            current = latest.get(row["doc_id"])
-            if current is None or row["ingested_at"] >= current["ingested_at"]:
-                latest[row["doc_id"]] = row
-    excluded = set(exclude_doc_ids)
-    rows = [latest[d] for d in sorted(latest) if d not in excluded]
-    log.info("lake %s: %d shards, %d rows, %d current documents", lake_dir, len(files), n_rows, len(rows))
-    return rows
+    if not files:
+        log.info("lake %s: no document shards", lake_dir)
+        return []
+    table = pa.concat_tables([pq.read_table(path, columns=wanted) for path in files], promote_options="default")
+    keep = current_rows(table["doc_id"].to_pylist(), table["ingested_at"].to_pylist(), exclude_doc_ids)
+    log.info("lake %s: %d shards, %d rows, %d current documents", lake_dir, len(files), table.num_rows, len(keep))
+    return table.take(keep).to_pylist()
 
 
 def labelled_documents(rows: Iterable[dict[str, Any]], holdout_from_year: int | None = None,

@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +153,20 @@ def document_shard_files(lake_dir: Path, source: str | None = None) -> list[Path
 _TMP_NAME = re.compile(r"^\.(?P<shard>.+\.parquet)\.(?P<pid>\d+)\.tmp$")
 _SHARD_NAME = re.compile(r"^(?P<key>.+-[0-9a-f]{12})-b\d{5}\.parquet$")
 SHARD_KINDS = ("documents", "deletions")
+
+
+def current_rows(doc_ids: Sequence[str], ingested_at: Sequence[object], exclude_doc_ids: Collection[str] = ()
+                 ) -> list[int]:
+    """Which rows of the lake's document shards (read in :func:`document_shard_files` order) are current: the
+    latest row per ``doc_id`` by ``ingested_at``, a later shard or row winning a tie (as the warehouse replays the
+    lake), less ``exclude_doc_ids`` (deleted documents); their indices in ``doc_id`` order."""
+    latest: dict[str, tuple[object, int]] = {}
+    for i, (doc_id, at) in enumerate(zip(doc_ids, ingested_at, strict=True)):
+        current = latest.get(doc_id)
+        if current is None or at >= current[0]:  # type: ignore[operator]
+            latest[doc_id] = (at, i)
+    excluded = set(exclude_doc_ids)
+    return [latest[d][1] for d in sorted(latest) if d not in excluded]
 
 
 def shard_key(input_file: str, input_sha256: str) -> str:

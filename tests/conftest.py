@@ -46,6 +46,16 @@ def kpe_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) 
 
 
 @pytest.fixture(scope="session")
+def tokenizer():  # noqa: ANN201 - a transformers tokenizer
+    """The packaged encoder's tokenizer (all-MiniLM-L6-v2's WordPiece vocabulary)."""
+    from transformers import AutoTokenizer
+
+    from kpe.encoders import resolve_encoder
+
+    return AutoTokenizer.from_pretrained(resolve_encoder(None))
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with the MiniLM vocabulary (real tokenizer, random weights): fast training steps."""
     import torch

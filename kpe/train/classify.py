@@ -39,6 +39,7 @@ from kpe.evaluate.labels import (
 from kpe.mesh_data import LabelledDocument, MeshData, build_mesh_data
 from kpe.train.kinds import KindSetup
 from kpe.train.model_files import write_sentence_transformer_files
+from kpe.train.pooling import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,7 @@ class LabelClassifier(torch.nn.Module):
 
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:

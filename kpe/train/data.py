@@ -83,7 +83,7 @@ def lake_dataset(
     """
     from datasets import Dataset
 
-    from kpe.shards import document_shard_files
+    from kpe.shards import current_rows, document_shard_files
 
     files = document_shard_files(Path(lake_dir), source)
     if not files:
@@ -92,15 +92,10 @@ def lake_dataset(
     ds = Dataset.from_parquet([str(f) for f in files], columns=_LAKE_COLUMNS,
                               cache_dir=str(datasets_cache_dir(cache_dir)))
     columns = ds.select_columns(["doc_id", "ingested_at"]).with_format("arrow")[:]
-    latest: dict[str, tuple[Any, int]] = {}
-    for i, (doc_id, at) in enumerate(zip(columns["doc_id"].to_pylist(), columns["ingested_at"].to_pylist())):
-        current = latest.get(doc_id)
-        if current is None or at >= current[0]:
-            latest[doc_id] = (at, i)
-    excluded = set(exclude_doc_ids)
-    keep = [latest[d][1] for d in sorted(latest) if d not in excluded]
+    doc_ids = columns["doc_id"].to_pylist()
+    keep = current_rows(doc_ids, columns["ingested_at"].to_pylist(), exclude_doc_ids)
     log.info("lake: %d shards, %d rows, %d documents, %d deleted left out", len(files), len(ds), len(keep),
-             len(set(latest) & excluded))
+             len(set(doc_ids) & set(exclude_doc_ids)))
     return ds.select(keep)
 
 

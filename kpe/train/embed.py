@@ -37,6 +37,7 @@ from kpe.datasets import GoldDocument
 from kpe.train.alignment import AlignmentStats
 from kpe.train.kinds import KindSetup, keyphrase_metrics
 from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.pooling import mean_pool
 from kpe.train.predict import _Renamed, engine_options
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,6 @@ class EmbedOutput:
     loss: torch.Tensor
     phrase_loss: torch.Tensor
     context_loss: torch.Tensor
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token vectors over the attention mask (sentence-transformers' mean pooling)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
 def info_nce(logits: torch.Tensor, positive: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

@@ -93,7 +93,7 @@ KINDS: dict[str, ModelKind] = {
                   validation="MeSH validation split (by doc_id), micro F1 at the tuned threshold",
                   uses_train_data=False),
         ModelKind("ner", "kpe.train.ner", "chemical / disease NER (BC5CDR token classification)",
-                  main_metric="entity_f1", output="entities", annotator="kpe.train.ner:load_annotator",
+                  main_metric="entity_f1", output="entities", annotator="kpe.annotate:entity_annotator",
                   validation="BC5CDR devel, entity-level precision / recall / F1 (seqeval, strict IOB2)",
                   uses_train_data=False),
     )

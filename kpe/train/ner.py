@@ -14,7 +14,7 @@
 Usage::
 
     python -m kpe.train --kind ner --output-dir runs/ner --epochs 3     # or `kpe train --kind ner`
-    tagger = load_annotator("runs/ner/model")
+    tagger = load_entity_tagger("runs/ner/model")
     tagger.annotate(["Cisplatin-induced nephrotoxicity ..."])           # [[EntityMention(...), ...]]
 """
 
@@ -281,8 +281,8 @@ class EntityTagger:
         return out
 
 
-def load_annotator(model_dir: Path | str) -> EntityTagger:
-    """The nightly's ``ner`` annotator (``kpe.annotate``): an :class:`EntityTagger` on CPU in fp32."""
+def load_entity_tagger(model_dir: Path | str) -> EntityTagger:
+    """The nightly's entity tagger (``kpe.annotate.entity_annotator``): on the configured device (CPU here)."""
     from kpe.train.predict import device_of
 
     return EntityTagger(model_dir, device=device_of(None))

@@ -29,6 +29,7 @@ from kpe.phrases import normalize_phrase
 from kpe.train.alignment import LABELS, AlignmentStats, B, I, bio_labels, gold_spans, join_words, tokenize_windows
 from kpe.train.kinds import KindSetup, keyphrase_metrics
 from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.pooling import mean_pool
 from kpe.train.predict import DEFAULT_TOP_N, device_of, engine_options, option
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def tag_texts(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
                 result = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                output_hidden_states=embeddings)
             probs = torch.softmax(result.logits[: len(batch)].float(), dim=-1).cpu().numpy()
-            pooled = _mean_pool(result.hidden_states[-1][: len(batch)], mask[: len(batch)]) if embeddings else None
+            pooled = _embedding(result.hidden_states[-1][: len(batch)], mask[: len(batch)]) if embeddings else None
             for row, i in enumerate(batch):
                 t, w, window = windows[i]
                 out[t].word_spans.update(window.word_spans)
@@ -255,12 +256,10 @@ def tag_texts(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
     return out
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Mean of the token vectors under the attention mask, L2-normalised (sentence-transformers' Pooling(mean) +
-    Normalize, as the tagger's model dir declares them)."""
-    weights = mask.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+def _embedding(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The mean of the token vectors under the attention mask, L2-normalised (sentence-transformers'
+    Pooling(mean) + Normalize, as the tagger's model dir declares them)."""
+    return torch.nn.functional.normalize(mean_pool(hidden, mask).float(), dim=-1).cpu().numpy()
 
 
 def word_probabilities(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, stride: int, *,

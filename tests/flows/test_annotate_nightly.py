@@ -19,11 +19,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.environment import isolated_env
+from support.registry import register_model
 from support.warehouse import rows
 
 from kpe.encoders import packaged_encoder_path
 from kpe.extract.methods import document_text
-from kpe.registry import new_version
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTITY_ROWS = "SELECT doc_id, start_char, end_char, entity, type, score FROM entities ORDER BY doc_id, start_char"
@@ -73,14 +74,11 @@ def make_ner_model(path: Path, seed: int) -> Path:
 
 
 def promote_model(db: Path, kind: str, path: Path, minute: int) -> str:
-    import datetime as dt
-
     from warehouse.db import connect
-    from warehouse.models import promote, register_candidate
+    from warehouse.models import promote
 
-    version = new_version(kind, now=dt.datetime(2026, 11, 29, 23, minute, tzinfo=dt.UTC))
     with connect(db) as con:
-        register_candidate(con, version=version, path=str(path), base_model="test", kind=kind, method=kind)
+        version = register_model(con, kind, minute, path=path)
         promote(con, version, reason="test")
     return version
 
@@ -147,9 +145,7 @@ def test_entities_nightly_offsets_resume_deletions_changes_and_model_change(
         (docs, len(want), "completed")]
 
     # killed with SIGKILL after 2 batches of 8, resumed in batches of 13: exactly the reference rows
-    env = dict(os.environ, KPE_WAREHOUSE_PATH=str(db), KPE_LAKE_DIR=str(kpe_env / "lake"),
-               KPE_CACHE_DIR=str(kpe_env / "cache"), KPE_MODELS_DIR=str(kpe_env / "models"), PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT))
+    env = isolated_env(kpe_env, KPE_WAREHOUSE_PATH=str(db), PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", DRIVER.format(tasks=TASKS)], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     seen, deadline = [], time.monotonic() + 300

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from support.environment import isolated_env
 from support.warehouse import rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,10 +22,7 @@ KEYPHRASE_ROWS = "SELECT doc_id, rank, keyphrase, normalized, score FROM keyphra
 def kpe_cli(args: list[str], env_root: Path, shared_data: Path, extra_env: dict[str, str] | None = None,
             **kwargs) -> subprocess.Popen:
     # os.environ passes on: KPE_NATIVE_BF16=yes|no reaches the nightly process (and its precision "auto")
-    env = dict(os.environ, KPE_WAREHOUSE_PATH=str(env_root / "w.duckdb"), KPE_LAKE_DIR=str(env_root / "lake"),
-               KPE_CACHE_DIR=str(env_root / "cache"), KPE_MODELS_DIR=str(env_root / "models"),
-               KPE_SHARED_DATA_DIR=str(shared_data), PREFECT_HOME=str(env_root / "prefect"), PYTHONUNBUFFERED="1",
-               COLUMNS="200", **(extra_env or {}))
+    env = isolated_env(env_root, shared_data, **(extra_env or {}))
     return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
 

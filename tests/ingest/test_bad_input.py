@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.environment import isolated_env
 from support.ingest import ingest_specs
 from support.medline_corruption import BROKEN_RECORDS, CORRUPTED_SAMPLE, in_abstract
 
@@ -238,9 +239,8 @@ def test_truncated_input_fails_the_flow_run_and_the_command_and_leftovers_are_re
     leftovers = list(lake.rglob("*.tmp"))
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".")
 
-    env = dict(os.environ, KPE_WAREHOUSE_PATH=str(db), KPE_LAKE_DIR=str(lake), KPE_CACHE_DIR=str(tmp_path / "cache"),
-               PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
-               HF_HUB_OFFLINE="1", COLUMNS="200")
+    env = isolated_env(tmp_path, KPE_WAREHOUSE_PATH=str(db), KPE_LAKE_DIR=str(lake),
+                       PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(good), str(truncated)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert "RESULT" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]

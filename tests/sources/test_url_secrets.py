@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.environment import isolated_env
 from support.s2_loopback import LoopbackServer
 
 from kpe.url_secrets import expand_url_secrets, hide_url_secrets
@@ -33,8 +33,7 @@ def test_hidden_secrets_expand_back_and_only_allowed_names_expand(monkeypatch: p
 
 def test_a_key_in_an_input_url_is_sent_but_stored_nowhere(tmp_path: Path, shared_data: Path) -> None:
     medline = shared_data / "pubmed" / "medline_samples" / "updatefiles" / "pubmed25n1275.xml.gz"
-    env = dict(os.environ, KPE_WAREHOUSE_PATH=str(tmp_path / "w.duckdb"), KPE_LAKE_DIR=str(tmp_path / "lake"),
-               KPE_CACHE_DIR=str(tmp_path / "cache"), PREFECT_HOME=str(tmp_path / "prefect"), COLUMNS="200")
+    env = isolated_env(tmp_path)
     with LoopbackServer() as server:
         route = server.add_file(URL_PATH, medline, md5=None, query=f"api_key={SECRET}")  # no key: HTTP 404
         url = server.url(URL_PATH) + f"?api_key={SECRET}"

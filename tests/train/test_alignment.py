@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from kpe.datasets import load_benchmark
-from kpe.encoders import resolve_encoder
 from kpe.train.alignment import (
     IGNORE_INDEX,
     AlignmentStats,
@@ -20,13 +19,6 @@ from kpe.train.alignment import (
     join_words,
     tokenize_windows,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_encoder(None))
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,17 @@ def test_mesh_documents_come_from_the_shards(mesh_lake: tuple):
     assert sum(s["docs"] for s in data.summary["splits"].values()) == len(expected)
 
 
+def test_current_rows_are_the_latest_per_document_less_the_deleted():
+    """The one rule both lake readers (MeSH rows, the silver ``datasets`` side) use: the latest ``ingested_at``
+    wins, a tie goes to the later row (a later shard), deleted documents are left out, ``doc_id`` order."""
+    from kpe.shards import current_rows
+
+    ids = ["pmid:3", "pmid:1", "pmid:3", "pmid:2", "pmid:1", "pmid:3"]
+    at = [1, 1, 2, 1, 1, 1]  # pmid:3 re-ingested later (row 2), then an older copy (row 5) that must not win
+    assert current_rows(ids, at) == [4, 3, 2]
+    assert current_rows(ids, at, exclude_doc_ids={"pmid:2"}) == [4, 2]
+
+
 def test_label_vocabulary_respects_min_docs(mesh_lake: tuple):
     lake, rows = mesh_lake
     data = build_mesh_data(lake, min_docs=1)

@@ -28,13 +28,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_encoder(None))
-
-
 def test_embed_is_registered_with_its_methods():
     kind = get_kind("embed")
     assert list(kind.methods) == ["keybert-ft", "keybert-ft-fast"]

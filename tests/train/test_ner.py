@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kpe.encoders import packaged_encoder_path
 from kpe.ner_data import NER_LABELS, IOBFormatError, entity_spans, load_bc5cdr, read_iob, repair_iob2
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(packaged_encoder_path())
 
 
 def test_bc5cdr_reader_counts_and_rejects_bad_lines(shared_data: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from support.registry import register_model
 
 from kpe.encoders import packaged_encoder_path
 from kpe.registry import (
@@ -42,14 +43,7 @@ def con(kpe_env: Path):
 
 
 def _register(con, kpe_env: Path, kind: str = "tagger", method: str = "tagger", minute: int = 0) -> str:
-    version = new_version(kind, now=dt.datetime(2026, 11, 23, 2, minute, tzinfo=dt.UTC))
-    path = model_dir(version)
-    path.mkdir(parents=True)
-    register_candidate(
-        con, version=version, path=str(path), base_model="all-MiniLM-L6-v2", kind=kind, method=method,
-        data={"docs": 16}, settings={"max_steps": 5},
-    )
-    return version
+    return register_model(con, kind, minute, method=method, data={"docs": 16}, settings={"max_steps": 5})
 
 
 def _production_count(con) -> int:

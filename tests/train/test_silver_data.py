@@ -45,13 +45,6 @@ def silver_lake(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_encoder(None))
-
-
-@pytest.fixture(scope="module")
 def one_layer_encoder(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     """The packaged MiniLM cut to its first layer: pretrained embeddings (a tagger learns spans in a few steps),
     fast steps."""

@@ -3,14 +3,13 @@ independently; the annotation gate's decision rule."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
+from support.registry import register_model
 
-from kpe.registry import model_dir, new_version
 from warehouse.db import connect
-from warehouse.models import RegistryError, list_models, production_model, promote, register_candidate, rollback
+from warehouse.models import RegistryError, list_models, production_model, promote, rollback
 
 
 @pytest.fixture()
@@ -22,22 +21,14 @@ def con(kpe_env: Path):
     connection.close()
 
 
-def _register(con, kind: str, minute: int) -> str:  # noqa: ANN001
-    version = new_version(kind, now=dt.datetime(2026, 11, 29, 23, minute, tzinfo=dt.UTC))
-    path = model_dir(version)
-    path.mkdir(parents=True)
-    register_candidate(con, version=version, path=str(path), base_model="all-MiniLM-L6-v2", kind=kind, method=kind)
-    return version
-
-
 def _production(con) -> set[str]:  # noqa: ANN001
     return {r.version for r in list_models(con, status="production")}
 
 
 def test_each_output_has_its_own_production_model(con) -> None:  # noqa: ANN001
-    tagger = _register(con, "tagger", 1)
-    ner_a, ner_b = _register(con, "ner", 2), _register(con, "ner", 3)
-    labels = _register(con, "classify", 4)
+    tagger = register_model(con, "tagger", 1)
+    ner_a, ner_b = register_model(con, "ner", 2), register_model(con, "ner", 3)
+    labels = register_model(con, "classify", 4)
     promote(con, tagger)
     promote(con, ner_a)
     promote(con, labels)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.environment import isolated_env
 from support.ingest import ingest_specs
 
 from kpe.inputs import pubmed_specs
@@ -20,10 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(root: Path, shared_data: Path, **extra: str) -> dict[str, str]:
-    return dict(os.environ, KPE_WAREHOUSE_PATH=str(root / "w.duckdb"), KPE_LAKE_DIR=str(root / "lake"),
-                KPE_CACHE_DIR=str(root / "cache"), KPE_MODELS_DIR=str(root / "models"),
-                KPE_SHARED_DATA_DIR=str(shared_data), PREFECT_HOME=str(root / "prefect"), PYTHONUNBUFFERED="1",
-                COLUMNS="200", **extra)
+    return isolated_env(root, shared_data, **extra)
 
 
 def _kpe(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
