@@ -38,7 +38,7 @@ from kpe.evaluate.labels import (
 )
 from kpe.mesh_data import LabelledDocument, MeshData, build_mesh_data
 from kpe.train.kinds import KindSetup
-from kpe.train.model_files import write_sentence_transformer_files
+from kpe.train.model_files import save_model_dir
 from kpe.train.pooling import mean_pool
 
 log = logging.getLogger(__name__)
@@ -133,16 +133,11 @@ def label_scores(model: LabelClassifier, tokenizer: Any, texts: Sequence[str], m
 def save_classifier(model: LabelClassifier, tokenizer: Any, model_dir: Path, labels: Sequence[str],
                     settings: dict[str, Any]) -> None:
     """Encoder (Hugging Face + SentenceTransformer layout), tokenizer, ``classifier.pt`` and ``labels.json``."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.encoder.config.kpe_kind = "classify"
-    model.encoder.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = save_model_dir(model.encoder, tokenizer, model_dir, kpe_kind="classify")
     torch.save({k: v.detach().float().cpu() for k, v in model.classifier.state_dict().items()}, model_dir / HEAD_FILE)
     (model_dir / LABELS_FILE).write_text(json.dumps(
         {"kind": "classify", "scheme": SCHEME, "pooling": model.pooling, **settings, "labels": list(labels)},
         indent=1))
-    write_sentence_transformer_files(model_dir, model.encoder.config.hidden_size, tokenizer)
 
 
 def load_classifier(model_dir: str | Path, device: torch.device | str = "cpu"

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from kpe.datasets import GoldDocument
 from kpe.train.alignment import AlignmentStats
 from kpe.train.kinds import KindSetup, keyphrase_metrics
-from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.model_files import require_model_dir, save_model_dir
 from kpe.train.pooling import mean_pool
 from kpe.train.predict import _Renamed, engine_options
 
@@ -249,11 +249,7 @@ class EmbedModel(nn.Module):
 
 def save_embed(model: EmbedModel, tokenizer: Any, model_dir: Path | str) -> None:
     """The encoder (``save_pretrained``) and tokenizer, as a SentenceTransformer dir with mean pooling."""
-    model_dir = Path(model_dir)
-    model.encoder.config.kpe_kind = "embed"
-    model.encoder.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    write_sentence_transformer_files(model_dir, model.encoder.config.hidden_size, tokenizer)
+    save_model_dir(model.encoder, tokenizer, model_dir, kpe_kind="embed")
 
 
 def rank_with(model: EmbedModel, tokenizer: Any, texts: Sequence[str], config: Any = None) -> list[list[str]]:

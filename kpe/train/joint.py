@@ -36,7 +36,7 @@ from kpe.extract.methods import Keyphrase
 from kpe.phrases import phrase_key
 from kpe.train.alignment import AlignmentStats, Window, join_words, tokenize_windows
 from kpe.train.kinds import KindSetup, keyphrase_metrics
-from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.model_files import require_model_dir, save_model_dir
 from kpe.train.predict import DEFAULT_TOP_N, device_of, option
 
 log = logging.getLogger(__name__)
@@ -394,9 +394,7 @@ def select_keyphrases(candidates: Sequence[PhraseScore], top_n: int = 10, thresh
 
 def save_joint(model: JointKPE, tokenizer: Any, model_dir: Path) -> None:
     """Save model + tokenizer; SentenceTransformer loads the same dir (mean pooling over the encoder)."""
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    write_sentence_transformer_files(model_dir, model.encoder.config.hidden_size, tokenizer)
+    save_model_dir(model, tokenizer, model_dir)
 
 
 def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:

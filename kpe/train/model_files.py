@@ -33,6 +33,23 @@ def write_sentence_transformer_files(model_dir: Path | str, hidden_size: int, to
     (model_dir / "2_Normalize").mkdir(exist_ok=True)
 
 
+def save_model_dir(model: Any, tokenizer: Any, model_dir: Path | str, *, sentence_transformer: bool = True,
+                   **config_fields: Any) -> Path:
+    """Save a trained model the way every kind does: ``config_fields`` (``kpe_kind``...) set on its config,
+    ``save_pretrained`` of model and tokenizer, and (``sentence_transformer``) the files that let
+    ``SentenceTransformer(model_dir)`` load its encoder (:func:`write_sentence_transformer_files`)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    config = model.config if hasattr(model, "config") else model.encoder.config
+    for key, value in config_fields.items():
+        setattr(config, key, value)
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    if sentence_transformer:
+        write_sentence_transformer_files(model_dir, config.hidden_size, tokenizer)
+    return model_dir
+
+
 def require_model_dir(model_path: str | Path | None, method: str) -> Path:
     """The model dir an extraction method needs, checked: a clear error when none is given or it has no model."""
     if not model_path:

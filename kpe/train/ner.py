@@ -35,7 +35,7 @@ from kpe.evaluate.entities import entity_scores, flat_metrics
 from kpe.ner_data import NER_LABELS, TaggedSentence, entity_spans, load_bc5cdr, read_iob
 from kpe.train.alignment import IGNORE_INDEX
 from kpe.train.kinds import KindSetup
-from kpe.train.model_files import require_model_dir
+from kpe.train.model_files import require_model_dir, save_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +196,7 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
 
 def save_ner(model: Any, tokenizer: Any, model_dir: Path, max_length: int = 256) -> None:
     """Hugging Face layout (``save_pretrained`` + tokenizer), with ``kpe_kind`` and ``kpe_max_length`` in config."""
-    model.config.kpe_kind = "ner"
-    model.config.kpe_max_length = max_length
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    save_model_dir(model, tokenizer, model_dir, sentence_transformer=False, kpe_kind="ner", kpe_max_length=max_length)
 
 
 def load_model_dir(model_dir: Path | str, device: torch.device | str = "cpu") -> tuple[Any, Any]:

@@ -28,7 +28,7 @@ from kpe.extract.methods import Keyphrase
 from kpe.phrases import normalize_phrase
 from kpe.train.alignment import LABELS, AlignmentStats, B, I, bio_labels, gold_spans, join_words, tokenize_windows
 from kpe.train.kinds import KindSetup, keyphrase_metrics
-from kpe.train.model_files import require_model_dir, write_sentence_transformer_files
+from kpe.train.model_files import require_model_dir, save_model_dir
 from kpe.train.pooling import mean_pool
 from kpe.train.predict import DEFAULT_TOP_N, device_of, engine_options, option
 
@@ -293,13 +293,7 @@ def predict_keyphrases(model: Any, tokenizer: Any, texts: Sequence[str], *, max_
 
 def save_tagger(model: Any, tokenizer: Any, model_dir: Path, extra_config: dict[str, Any] | None = None) -> None:
     """Hugging Face layout (``save_pretrained`` + tokenizer); SentenceTransformer loads the same dir (mean pooling)."""
-    model_dir = Path(model_dir)
-    if extra_config:
-        for key, value in extra_config.items():
-            setattr(model.config, key, value)
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    write_sentence_transformer_files(model_dir, model.config.hidden_size, tokenizer)
+    save_model_dir(model, tokenizer, model_dir, **(extra_config or {}))
 
 
 def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
