@@ -114,8 +114,10 @@ class ExtractionConfig(BaseModel):
 
     @classmethod
     def keybert(cls, **overrides: object) -> ExtractionConfig:
-        """The settings that reproduce plain ``KeyBERT.extract_keywords(docs, (1, 3), "english", top_n=10)``."""
-        values: dict[str, object] = dict(candidate_mode="keybert", prefilter="none", precision="fp32")
+        """The settings that reproduce plain ``KeyBERT.extract_keywords(docs, (1, 3), "english", top_n=10)``, long
+        texts included (cosine alone: no long-document score)."""
+        values: dict[str, object] = dict(candidate_mode="keybert", prefilter="none", precision="fp32",
+                                         long_document_chars=None)
         values.update(overrides)
         return cls(**values)
 

@@ -189,16 +189,16 @@ class KeyBERTRanker:
         return is_long_document(doc, self.config.long_document_chars)
 
     def _as_candidates(self, doc: str, cands: Sequence[str | Candidate], long: bool = False) -> list[Candidate]:
-        """Candidates with their occurrences (located in the text when given as strings), one per encoder key;
-        a long document's candidates ending in a number are left out."""
+        """Candidates with their occurrences (located in the text when given as strings or without any, e.g.
+        KeyBERT's candidates), one per encoder key; a long document's candidates ending in a number are left out."""
         need_spans = long or self.config.prefilter == "contextual" or self.config.candidate_embedding == "contextual"
         seen: dict[str, Candidate] = {}
         for cand in cands:
             phrase = cand if isinstance(cand, str) else cand.phrase
             if not phrase.strip() or (long and ends_with_number(phrase)):
                 continue
-            if isinstance(cand, str):
-                cand = Candidate(cand, locate(doc, cand) if need_spans else [])
+            if isinstance(cand, str) or (need_spans and not cand.spans):
+                cand = Candidate(phrase, locate(doc, phrase) if need_spans else [])
             key = self.encoder.key(cand.phrase)
             if key in seen:
                 seen[key].spans.extend(cand.spans)

@@ -71,6 +71,26 @@ def test_long_papers_rank_their_topics_not_generic_words(engine: KeyphraseEngine
     assert ends_with_number("Definition 1.5") and ends_with_number("Table 2") and not ends_with_number("type 2 x")
 
 
+def test_keybert_candidates_of_a_long_paper_get_its_frequency_and_position(engine: KeyphraseEngine,
+                                                                           nus_docs: list) -> None:
+    """``candidate_mode="keybert"`` (KeyBERT's CountVectorizer n-grams, given without occurrences): the long
+    document score still sees each candidate's occurrences, so its ranking is not cosine alone; the setting that
+    reproduces plain KeyBERT (``ExtractionConfig.keybert()``) ranks long texts by cosine alone, as KeyBERT does."""
+    keybert_mode = KeyphraseEngine(engine.config.model_copy(update={"candidate_mode": "keybert"}))
+    paper = nus_docs[0].text
+    (cands,) = keybert_mode.candidates([paper])
+    assert cands and not any(c.spans for c in cands)  # as KeyBERT gives them
+    located = keybert_mode.ranker._as_candidates(paper, cands, long=True)
+    # KeyBERT joins words across the stop words it drops ("10 conclusion paper"): those occur nowhere
+    found = [c for c in located if c.spans]
+    assert len(found) > len(located) // 3 and len({len(c.spans) for c in found}) > 5  # real, varied counts
+    (ranked,) = keybert_mode.extract([paper])
+    cosine_only = keybert_mode.resolved_config.model_copy(update={"long_document_chars": None})
+    (cosine,) = KeyBERTRanker(keybert_mode.encoder, cosine_only).rank([paper], [cands])
+    assert [k.phrase for k in ranked] != [k.phrase for k in cosine]
+    assert ExtractionConfig.keybert().long_document_chars is None
+
+
 def test_a_long_document_ranks_the_same_among_short_ones(engine: KeyphraseEngine, nus_docs: list,
                                                          shared_data: Path) -> None:
     """A paper's keyphrases do not depend on its batch-mates: alone, or shuffled among abstracts (encoded in the
