@@ -19,6 +19,9 @@
     # the hybrid's candidate pool: candidates per document, the share of present gold in it (what a perfect
     # ranking of the pool would recall), macro F1@5 at each weight of tagger score vs cosine
     python benchmarks/train.py ceiling --model data/models/VERSION/model --lake data --sets pubmed_silver_dev inspec_dev
+    # the same for the weight average of several tagger dirs of one architecture (a "model soup": e.g. a model and
+    # its continuation); the averaged model is written to --soup-dir
+    python benchmarks/train.py ceiling --model data/models/A/model data/models/B/model --soup-dir runs/soup/ab ...
 
     # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
     python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
@@ -320,13 +323,36 @@ def cmd_table(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
 
 
+def average_models(model_dirs: list[str], out: Path) -> Path:
+    """Write the element-wise mean of the weights of ``model_dirs`` (one architecture) to ``out``: a copy of the
+    first dir (config, tokenizer, hybrid weight) with its ``model.safetensors`` replaced."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(model_dirs[0], out)
+    states = [load_file(str(Path(d) / "model.safetensors")) for d in model_dirs]
+    if any(s.keys() != states[0].keys() for s in states):
+        raise SystemExit("--model dirs differ in their tensors: only one architecture can be averaged")
+    mean = {name: (sum(s[name].float() for s in states) / len(states)).to(t.dtype) if t.is_floating_point() else t
+            for name, t in states[0].items()}
+    save_file(mean, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
 def cmd_ceiling(args: argparse.Namespace) -> None:
     """The hybrid's candidate pool on each set: candidates per document, the share of the present gold in it (the
-    recall a perfect ranking of the pool would reach) and macro F1@5 / F1@10 over present gold at each weight."""
+    recall a perfect ranking of the pool would reach) and macro F1@5 / F1@10 over present gold at each weight.
+    Several ``--model`` dirs: the same for their weight average (written to ``--soup-dir``)."""
     from kpe.evaluate.metrics import match_document
     from kpe.train.tagger import HybridExtractor, scores_by_weight
 
-    extractor = HybridExtractor(args.model, engine_options={"use_cache": False})  # weight: combine() below
+    if len(args.model) > 1 and args.soup_dir is None:
+        raise SystemExit("several --model dirs are averaged into --soup-dir: give one")
+    model = str(average_models(args.model, args.soup_dir)) if len(args.model) > 1 else args.model[0]
+    extractor = HybridExtractor(model, engine_options={"use_cache": False})  # weight: combine() below
     rows = []
     for name, docs in eval_sets(args.sets, args.lake, args.limit, args.silver_limit).items():
         started = time.perf_counter()
@@ -383,7 +409,9 @@ def main() -> None:
     p_steps.add_argument("--threads", type=int, default=2)
     p_steps.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p_ceiling = sub.add_parser("ceiling", help="the hybrid's candidate pool: gold in it, F1@5 per weight")
-    p_ceiling.add_argument("--model", required=True, help="a tagger model dir (e.g. the production model's)")
+    p_ceiling.add_argument("--model", required=True, nargs="+",
+                           help="a tagger model dir (e.g. the production model's); several: their weight average")
+    p_ceiling.add_argument("--soup-dir", type=Path, default=None, help="where the average of several --model goes")
     p_ceiling.add_argument("--sets", nargs="+", default=["pubmed_silver_dev", "inspec_dev"])
     p_ceiling.add_argument("--weights", nargs="+", type=float, default=[0.6, 0.7, 0.8, 0.9, 1.0])
     p_ceiling.add_argument("--lake", type=Path, default=None, help="folder with lake/ and warehouse.duckdb")

@@ -77,7 +77,8 @@ def train(
     all-MiniLM-L6-v2). train_data: benchmark names, JSONL paths or ``pubmed`` (default: Inspec + SemEval-2017
     train, plus PubMed silver when the lake has documents). max_steps replaces epochs when given; mlm_steps > 0
     first adapts the encoder with masked-LM on the corpus. train_limit: documents per training source;
-    gate_limit: documents per gate set (None: all). margin / tolerance: see ``kpe.evaluate.gate.decide``.
+    gate_limit: documents per gate set (None, the default: every held-out document). margin / tolerance: see
+    ``kpe.evaluate.gate.decide``.
     auto_promote=False records the decision without promoting. train_options: any other
     ``kpe.train.TrainConfig`` field (``max_length``, ``patience``, ``mixed_precision``...), for the MLM run too.
     Returns ``{"version", "status", "decision", "method", "model_path", "training"}``.
@@ -87,7 +88,7 @@ def train(
 
         return train_annotator(
             kind=kind, base_model=base_model, train_data=train_data, max_steps=max_steps, epochs=epochs,
-            train_limit=train_limit, gate_limit=None if gate_limit == DEFAULT_GATE_LIMIT else gate_limit,
+            train_limit=train_limit, gate_limit=gate_limit,
             margin=margin, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
             learning_rate=learning_rate, keep_checkpoints=keep_checkpoints, train_options=train_options)
     logger = get_run_logger()

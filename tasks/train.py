@@ -191,7 +191,7 @@ def add_gate_to_model_card_task(model_dir: str, outcome: dict[str, Any], method:
     gate = {"status": outcome.get("status"), "method": method,
             **{k: decision.get(k) for k in ("reason", "production_version", "primary", "primary_candidate",
                                             "primary_production", "delta", "margin", "tolerance", "per_set",
-                                            "sets", "regressions")},
+                                            "sets", "regressions", "delta_ci95")},
             "method_scores": (decision.get("method_choice") or {}).get("mean_f1@5_present")}
     path = add_gate_to_model_card(model_dir, gate)
     if path is None:

@@ -36,7 +36,8 @@ def insert_evaluation(
 
 
 def insert_result(con: duckdb.DuckDBPyConnection, result: Mapping[str, Any], flow_run_id: str | None = None) -> int:
-    """Store one evaluation harness result (``kpe.evaluate.harness``), its predictions left out; returns its id."""
+    """Store one evaluation harness result (``kpe.evaluate.harness``), its predictions and the gate's
+    per-document scores left out; returns its id."""
     return insert_evaluation(
         con,
         dataset=result["dataset"],
@@ -45,7 +46,7 @@ def insert_result(con: duckdb.DuckDBPyConnection, result: Mapping[str, Any], flo
         model_version=result.get("model_version", "default"),
         config_hash=result.get("config_hash", "default"),
         n_docs=result["n_docs"],
-        metrics={key: value for key, value in result.items() if key != "predictions"},
+        metrics={key: value for key, value in result.items() if key not in ("predictions", "per_document")},
         seconds=result["seconds"],
         flow_run_id=flow_run_id,
     )

@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from flows.cli.console import console, fail
-from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERANCE
+from kpe.evaluate.gate import DEFAULT_GATE_LIMIT, DEFAULT_MARGIN, DEFAULT_TOLERANCE, interval_text
 from kpe.registry import current_extraction_model, default_extraction_model
 from kpe.settings import get_settings
 from kpe.train.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED
@@ -68,6 +68,20 @@ def models_table(records: list[ModelRecord], title: str = "Models") -> Table:
             _delta(decision.get("delta")),
             _when(record.promoted_at),
         )
+    return table
+
+
+def gate_table(title: str, decision: dict[str, Any], sets: dict[str, int]) -> Table:
+    """The gate's comparison as a table: per set and on average, both sides' F1@5, the delta and its 95 %
+    interval (``decision``: ``GateDecision.to_dict()`` or the stored decision; ``sets``: documents per set)."""
+    table = Table(title=title)
+    for name in ("set", "docs", "candidate F1@5", "production F1@5", "delta", "delta 95% CI"):
+        table.add_column(name)
+    for name, cmp in decision["per_set"].items():
+        table.add_row(name, str(sets[name]), _number(cmp["candidate"]), _number(cmp["production"]),
+                      _delta(cmp["delta"]), interval_text(cmp.get("ci95")))
+    table.add_row("mean", "", _number(decision["primary_candidate"]), _number(decision["primary_production"]),
+                  _delta(decision["delta"]), interval_text(decision.get("delta_ci95")))
     return table
 
 
@@ -139,6 +153,51 @@ def promote_command(
     console.print(f"[green]{promoted.version}[/] is now the production model (method {promoted.method})")
 
 
+@models_app.command("compare")
+def compare_command(
+    version: str = typer.Argument(..., help="The keyphrase model to measure (see `kpe models list`)."),
+    against: str | None = typer.Option(
+        None, "--against", help="The model to measure it against (default: production, or the packaged encoder)."
+    ),
+    gate_limit: int | None = typer.Option(
+        DEFAULT_GATE_LIMIT, "--gate-limit", min=0, help="Documents per gate set (default, or 0: every one)."
+    ),
+    margin: float = typer.Option(DEFAULT_MARGIN, "--margin", min=0.0, help="As `kpe train --margin`."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", min=0.0, help="As `kpe train --tolerance`."),
+    json_output: bool = typer.Option(False, "--json", help="Print the decision with every number as JSON."),
+) -> None:
+    """Measure VERSION against production on the gate sets as the gate does, with 95% intervals, and say what the
+    gate would decide. Changes nothing: to act on it, `kpe models promote VERSION` (--force for a rejected one)."""
+    from kpe.evaluate.gate import decide, evaluate_on_gate_sets, gate_set_names
+    from tasks.evaluate import load_gate_sets, warehouse_has_documents
+
+    with _open(read_only=True) as con:  # closed before the (minutes long) evaluation
+        record, other = get_model(con, version), get_model(con, against) if against else production_model(con)
+        has_documents = warehouse_has_documents(get_settings().warehouse_path)
+    if record is None or (against and other is None):
+        fail(f"no model version {version if record is None else against!r} in the registry (see `kpe models list`)")
+    if record.kind in annotation_kinds() or (other is not None and other.kind in annotation_kinds()):
+        fail("compare measures keyphrase models; entity and label models (kinds "
+             + ", ".join(annotation_kinds()) + ") have their own gate (`kpe train --kind ner|classify`)")
+    try:
+        candidate, baseline = current_extraction_model(record), current_extraction_model(other)
+    except FileNotFoundError as exc:
+        fail(str(exc).replace("production model", "model"))
+    sets = load_gate_sets(gate_set_names(has_documents), gate_limit or None)
+    sizes = {name: len(s.docs) for name, s in sets.items()}
+    console.print(f"measuring {candidate.version} ({candidate.method}) and {baseline.version} ({baseline.method}) "
+                  f"on {', '.join(f'{n} ({k} docs)' for n, k in sizes.items())}")
+    decision = decide(evaluate_on_gate_sets(candidate, sets), evaluate_on_gate_sets(baseline, sets),
+                      margin=margin, tolerance=tolerance)
+    if json_output:
+        print(json.dumps({"candidate": candidate.version, "against": baseline.version, "sets": sizes,
+                          **decision.to_dict()}, indent=2))
+        return
+    console.print(gate_table(f"{candidate.version} against {baseline.version}", decision.to_dict(), sizes))
+    verdict = "[green]would promote[/]" if decision.promote else "[yellow]would reject[/]"
+    console.print(f"the gate {verdict} {candidate.version}: {decision.reason}")
+
+
 @models_app.command("rollback")
 def rollback_command(
     reason: str = typer.Option("manual rollback", "--reason", help="Why; stored with the rolled-back model."),
@@ -197,9 +256,9 @@ def train_command(
     train_limit: int | None = typer.Option(
         None, "--train-limit", min=1, help="At most this many documents per training source."
     ),
-    gate_limit: int = typer.Option(
+    gate_limit: int | None = typer.Option(
         DEFAULT_GATE_LIMIT, "--gate-limit", min=0,
-        help="Documents per gate set when comparing candidate and production (0: all)."
+        help="Documents per gate set when comparing candidate and production (default, or 0: every held-out document)."
     ),
     margin: float = typer.Option(
         DEFAULT_MARGIN, "--margin", min=0.0, help="Mean macro F1@5 gain over production needed to promote."
@@ -249,15 +308,7 @@ def train_command(
         console.print(f"[{colour}]{result['version']}: {result['status']}[/]")
         console.print(decision["reason"])
         return
-    table = Table(title=f"gate: {result['version']}")
-    for name in ("set", "docs", "candidate F1@5", "production F1@5", "delta"):
-        table.add_column(name)
-    for name, cmp in decision["per_set"].items():
-        table.add_row(name, str(decision["sets"][name]), _number(cmp["candidate"]), _number(cmp["production"]),
-                      _delta(cmp["delta"]))
-    table.add_row("mean", "", _number(decision["primary_candidate"]), _number(decision["primary_production"]),
-                  _delta(decision["delta"]))
-    console.print(table)
+    console.print(gate_table(f"gate: {result['version']}", decision, decision["sets"]))
     colour = "green" if result["status"] == "production" else "yellow"
     console.print(f"[{colour}]{result['version']}: {result['status']}[/] against {decision['production_version']}")
     console.print(decision["reason"])

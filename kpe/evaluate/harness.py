@@ -48,6 +48,7 @@ class EvaluationResult(CorpusScores, total=False):
     config: dict[str, Any]
     load_seconds: float
     evaluation_id: int
+    per_document: dict[str, Any]  # the gate's per-document scores (kpe.evaluate.gate.per_document_scores)
 
 
 def config_dict(config: Any) -> dict:

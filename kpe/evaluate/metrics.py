@@ -32,7 +32,7 @@ KS: tuple[int, ...] = (1, 3, 5, 10)
 GOLD_SETS: tuple[str, ...] = ("all", "present")
 
 __all__ = ["KS", "GOLD_SETS", "PhraseKey", "phrase_key", "unique_keys", "occurs_in", "DocumentMatch",
-           "match_document", "prf", "aggregate", "evaluate_predictions"]
+           "match_document", "prf", "document_f1", "aggregate", "evaluate_predictions"]
 
 
 def unique_keys(phrases: Iterable[str]) -> list[PhraseKey]:
@@ -101,6 +101,14 @@ def _counts(match: DocumentMatch, gold_set: str, cutoff: str, strict: bool) -> t
     k = int(cutoff)
     denominator = k if strict else min(k, match.n_pred)
     return sum(correct[:k]), denominator, match.n_gold[gold_set]
+
+
+def document_f1(match: DocumentMatch, k: int | str = 5, gold_set: str = "present") -> float | None:
+    """One document's F1 at ``k`` as the (strict) macro average counts it; ``None`` for a document the average
+    leaves out (no gold of ``gold_set``)."""
+    if match.n_gold[gold_set] == 0:
+        return None
+    return prf(*_counts(match, gold_set, str(k), strict=True))[2]
 
 
 def _empty_block(ks: Sequence[int]) -> dict[str, float]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from kpe.evaluate.gate import interval_text
 from kpe.evaluate.metrics import KS
 
 if TYPE_CHECKING:
@@ -130,22 +131,24 @@ def gate_markdown(result: Mapping[str, Any], candidate: Mapping[str, dict], prod
         f"Candidate `{d['candidate_version']}` against production `{d['production_version']}` "
         f"(method `{d['production_method']}`); primary metric macro {d['primary']} over present gold.",
         "",
-        "| set | docs | candidate F1@5 | production F1@5 | delta | candidate F1@10 | production F1@10 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| set | docs | candidate F1@5 | production F1@5 | delta | delta 95% CI | candidate F1@10 | production F1@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, cmp in d["per_set"].items():
         c10 = candidate[name]["macro"]["present"].get("f1@10", float("nan"))
         p10 = production[name]["macro"]["present"].get("f1@10", float("nan"))
         lines.append(f"| {name} | {candidate[name]['n_docs']} | {cmp['candidate']:.4f} | {cmp['production']:.4f} | "
-                     f"{cmp['delta']:+.4f} | {c10:.4f} | {p10:.4f} |")
+                     f"{cmp['delta']:+.4f} | {interval_text(cmp.get('ci95'))} | {c10:.4f} | {p10:.4f} |")
     lines += [
         f"| **mean** | | **{d['primary_candidate']:.4f}** | **{d['primary_production']:.4f}** | "
-        f"**{d['delta']:+.4f}** | | |",
+        f"**{d['delta']:+.4f}** | {interval_text(d.get('delta_ci95'))} | | |",
         "",
         f"- margin {d['margin']:.4f}, tolerance {d['tolerance']:.4f}, "
         f"regressions: {', '.join(d['regressions']) or 'none'}",
         f"- decision: **{'promote' if d['promote'] else 'reject'}**; final status **{result['status']}**",
         f"- reason: {d['reason']}",
+        "- 95% CI: paired bootstrap over the documents of each set (2,000 draws); an interval that holds 0 means "
+        "these sets cannot tell the two models apart",
     ]
     if d.get("not_promoted"):
         lines.append(f"- not promoted: {d['not_promoted']}")

@@ -9,6 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from kpe.evaluate.gate import interval_text
+
 _LIBRARIES = ("torch", "transformers", "accelerate", "sentence-transformers", "datasets", "keybert", "kpe-pipeline")
 
 
@@ -136,12 +138,14 @@ def _write(model_dir: Path, facts: dict[str, Any]) -> Path:
         lines += ["## Gate decision", "", f"**{gate.get('status', '?')}** against "
                   f"`{gate.get('production_version', '?')}` (method `{gate.get('method', '?')}`): "
                   f"{gate.get('reason', '')}", "",
-                  "| gate set | docs | candidate F1@5 | production F1@5 | delta |", "|---|---|---|---|---|"]
+                  "| gate set | docs | candidate F1@5 | production F1@5 | delta | delta 95% CI |",
+                  "|---|---|---|---|---|---|"]
         for name, row in (gate.get("per_set") or {}).items():
             lines.append(f"| {name} | {(gate.get('sets') or {}).get(name, '')} | {_fmt(row.get('candidate'))} | "
-                         f"{_fmt(row.get('production'))} | {_fmt(row.get('delta'))} |")
+                         f"{_fmt(row.get('production'))} | {_fmt(row.get('delta'))} | "
+                         f"{interval_text(row.get('ci95'))} |")
         lines.append(f"| mean | | {_fmt(gate.get('primary_candidate'))} | {_fmt(gate.get('primary_production'))} "
-                     f"| {_fmt(gate.get('delta'))} |")
+                     f"| {_fmt(gate.get('delta'))} | {interval_text(gate.get('delta_ci95'))} |")
         for method, score in (gate.get("method_scores") or {}).items():
             lines.append(f"- method `{method}`: mean F1@5 {_fmt(score)}")
         lines.append("")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from support.registry import register_model
 
-from kpe.evaluate.gate import decide, primary_metric
+from kpe.evaluate.gate import bootstrap_interval, decide, paired_deltas, primary_metric
 
 
 def _m(value: float) -> dict:
@@ -85,8 +87,47 @@ def test_decision_dict_holds_every_number() -> None:
     data = decision.to_dict()
     assert set(data) >= {"promote", "reason", "primary", "primary_candidate", "primary_production", "delta",
                          "margin", "tolerance", "per_set", "regressions"}
-    assert data["per_set"]["a"] == {"candidate": 0.4, "production": 0.3, "delta": pytest.approx(0.1)}
+    assert data["per_set"]["a"] == {"candidate": 0.4, "production": 0.3, "delta": pytest.approx(0.1), "ci95": None}
     assert data["margin"] == 0.01 and data["tolerance"] == 0.02
+    assert data["delta_ci95"] is None  # no per-document scores, no interval
+
+
+def _scored(scores: list[float], ids: list[str] | None = None) -> dict:
+    return {**_m(float(np.mean(scores))), "per_document": {"metric": "f1@5", "doc_ids": ids or
+                                                           [str(i) for i in range(len(scores))], "scores": scores}}
+
+
+def test_paired_bootstrap_interval_says_whether_the_sets_can_tell_the_models_apart() -> None:
+    rng = np.random.default_rng(1)
+    production = list(rng.uniform(0, 0.6, 400))
+    shifted = [p + 0.05 for p in production]  # every document better by 0.05: no doubt
+    assert bootstrap_interval([np.asarray(shifted) - production]) == pytest.approx((0.05, 0.05))
+    noisy = list(np.asarray(production) + rng.normal(0, 0.2, 400))  # the same on average, noisy
+    decision = decide({"s": _scored(noisy), "t": _scored(shifted)},
+                      {"s": _scored(production), "t": _scored(production)})
+    low, high = decision.per_set["s"].ci95
+    assert low < decision.per_set["s"].delta < high and low < 0 < high
+    assert decision.per_set["t"].ci95 == pytest.approx((0.05, 0.05))
+    mean_low, mean_high = decision.delta_ci95
+    assert mean_low < decision.delta < mean_high and mean_high - mean_low == pytest.approx((high - low) / 2, rel=0.2)
+    assert "95% CI" in decision.reason
+    # a loss beyond the tolerance vetoes only when it is clear: within the noise it is named, not counted
+    noise = np.asarray(noisy) - production
+    worse_by_noise = list(np.asarray(production) + noise - noise.mean() - 0.012)  # -0.012 on average, noisy
+    lenient = decide({"s": _scored(worse_by_noise), "t": _scored(shifted)},
+                     {"s": _scored(production), "t": _scored(production)}, margin=0.005, tolerance=0.01)
+    assert lenient.per_set["s"].delta < -0.01 and lenient.per_set["s"].ci95[1] > 0
+    assert lenient.promote and lenient.regressions == [] and lenient.regressions_within_noise == ["s"]
+    assert "within the noise" in lenient.reason
+    clearly_worse = list(np.asarray(production) - 0.02)
+    strict = decide({"s": _scored(clearly_worse), "t": _scored(shifted)},
+                    {"s": _scored(production), "t": _scored(production)}, margin=0.005, tolerance=0.01)
+    assert not strict.promote and strict.regressions == ["s"] and "regression beyond tolerance" in strict.reason
+    # the same numbers, the same interval; documents that differ between the sides: no interval
+    assert decide({"s": _scored(noisy)}, {"s": _scored(production)}).per_set["s"].ci95 == (low, high)
+    other_docs = _scored(production, ids=[f"x{i}" for i in range(400)])
+    assert paired_deltas(_scored(noisy), other_docs) is None
+    assert decide({"s": _scored(noisy)}, {"s": other_docs}).delta_ci95 is None
 
 
 # --- the gate on real harness numbers ------------------------------------------------------------
@@ -94,16 +135,7 @@ def test_decision_dict_holds_every_number() -> None:
 
 def _register_method(con, name: str, method: str, minute: int) -> str:
     """A registry row whose extraction method needs no weights (a baseline), with an (empty) model dir."""
-    import datetime as dt
-
-    from kpe.registry import model_dir, new_version
-    from warehouse.models import register_candidate
-
-    version = new_version(name, now=dt.datetime(2026, 11, 23, 3, minute, tzinfo=dt.UTC))
-    path = model_dir(version)
-    path.mkdir(parents=True)
-    register_candidate(con, version=version, path=str(path), base_model="none", kind="encoder", method=method)
-    return version
+    return register_model(con, name, minute, kind="encoder", method=method)
 
 
 def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
@@ -142,6 +174,14 @@ def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
 
     better = run_gate(strong, "yake")
     assert better["status"] == "production"
+    for name, side in (("inspec_dev", sets["inspec_dev"]),):  # per-document scores: the macro number, paired
+        yake = evaluate_on_gate_sets(ExtractionModel(strong, "yake", ""), {name: side})[name]
+        assert len(yake["per_document"]["scores"]) == yake["n_docs_scored"]["present"]
+        assert np.mean(yake["per_document"]["scores"]) == pytest.approx(primary_metric(yake))
+    low, high = better["decision"]["delta_ci95"]
+    assert low <= better["decision"]["delta"] <= high
+    assert "delta_ci95" not in better["decision"]["per_set"]["inspec_dev"] and \
+        better["decision"]["per_set"]["inspec_dev"]["ci95"][0] <= better["decision"]["per_set"]["inspec_dev"]["delta"]
     assert better["decision"]["production_version"] == weak
     assert better["decision"]["delta"] >= 0.005
     assert all(s["delta"] >= -0.01 for s in better["decision"]["per_set"].values())
@@ -162,8 +202,40 @@ def test_gate_end_to_end_on_inspec_and_semeval(kpe_env) -> None:
         assert stored.metrics["gate"]["production"]["semeval2017_dev"]["n_docs"] == 30
         evaluations = list_evaluations(con, model_version=strong)
         assert {(e["dataset"], e["n_docs"]) for e in evaluations} == {("inspec_dev", 30), ("semeval2017_dev", 30)}
+        assert not any("per_document" in e["metrics"] for e in evaluations)  # stored: the numbers, not the scores
     finally:
         con.close()
+
+
+def test_compare_measures_a_registered_model_as_the_gate_would_and_changes_nothing(kpe_env) -> None:
+    """`kpe models compare`: YAKE against the first-phrases production on 12 real documents per set."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli.models import models_app
+    from kpe.settings import get_settings
+    from warehouse.db import connect
+    from warehouse.models import get_model, promote
+
+    con = connect(get_settings().warehouse_path)
+    weak = _register_method(con, "firstphrases", "first-phrases", 1)
+    promote(con, weak)
+    strong = _register_method(con, "yake", "yake", 2)
+    con.close()
+    runner = CliRunner()
+    shown = runner.invoke(models_app, ["compare", strong, "--gate-limit", "12"])
+    assert shown.exit_code == 0, shown.output
+    assert "would promote" in shown.output and "delta 95% CI" in shown.output and weak in shown.output
+    as_json = runner.invoke(models_app, ["compare", weak, "--against", strong, "--gate-limit", "12", "--json"])
+    decision = json.loads(as_json.output[as_json.output.index("{"):])
+    assert decision["sets"] == {"inspec_dev": 12, "semeval2017_dev": 12} and not decision["promote"]
+    assert decision["delta"] < 0 and decision["delta_ci95"][0] <= decision["delta"] <= decision["delta_ci95"][1]
+    con = connect(get_settings().warehouse_path, read_only=True)
+    assert get_model(con, strong).status == "candidate" and get_model(con, weak).status == "production"
+    con.close()
+    missing = runner.invoke(models_app, ["compare", "tagger-20991231-0000-000000"])
+    assert missing.exit_code == 1 and "no model version" in missing.output
 
 
 # --- the train flow, end to end ------------------------------------------------------------------
@@ -241,6 +313,10 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
 
     markdown = asyncio.run(artifact())
     assert version in markdown and "| inspec_dev | 8 |" in markdown and decision["reason"] in markdown
+    # how sure the decision is: the paired bootstrap interval of the mean delta, in the decision, page and card
+    low, high = decision["delta_ci95"]
+    assert low <= decision["delta"] <= high and f"{low:+.4f} .. {high:+.4f}" in markdown
+    assert list(card["gate"]["delta_ci95"]) == [low, high]
 
     async def run_log() -> list[str]:
         async with get_client() as client:
