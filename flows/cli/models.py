@@ -187,8 +187,8 @@ def compare_command(
     sizes = {name: len(s.docs) for name, s in sets.items()}
     console.print(f"measuring {candidate.version} ({candidate.method}) and {baseline.version} ({baseline.method}) "
                   f"on {', '.join(f'{n} ({k} docs)' for n, k in sizes.items())}")
-    decision = decide(evaluate_on_gate_sets(candidate, sets), evaluate_on_gate_sets(baseline, sets),
-                      margin=margin, tolerance=tolerance)
+    decision = decide(evaluate_on_gate_sets(candidate, sets, progress=None),
+                      evaluate_on_gate_sets(baseline, sets, progress=None), margin=margin, tolerance=tolerance)
     if json_output:
         print(json.dumps({"candidate": candidate.version, "against": baseline.version, "sets": sizes,
                           **decision.to_dict()}, indent=2))

@@ -245,15 +245,17 @@ def gate_sets(loaded: Iterable[tuple[str, str, list[GoldDocument]]]) -> dict[str
     return sets
 
 
-def evaluate_on_gate_sets(model: Any, sets: Mapping[str, GateSet], config: Any = None) -> dict[str, dict]:
+def evaluate_on_gate_sets(model: Any, sets: Mapping[str, GateSet], config: Any = None,
+                          progress: bool | None = False) -> dict[str, dict]:
     """Harness metrics (no predictions) of one model (a ``kpe.registry.ExtractionModel``) on every gate set, each
-    with its ``per_document`` primary scores (:func:`per_document_scores`) for the decision's intervals."""
+    with its ``per_document`` primary scores (:func:`per_document_scores`) for the decision's intervals;
+    ``progress``: a bar per set (None: on a terminal only)."""
     from kpe.evaluate.harness import evaluate_method, metrics_only
 
     out: dict[str, dict] = {}
     for name, gate_set in sets.items():
         result = evaluate_method(model.method, gate_set.docs, model_path=model.model_path, config=config,
-                                 dataset=name, split=gate_set.split, progress=False)
+                                 dataset=name, split=gate_set.split, progress=progress)
         per_document = per_document_scores(result["predictions"], gate_set.docs)
         result = metrics_only(result)
         result["per_document"] = per_document
