@@ -63,6 +63,12 @@ def load_gate_sets(names: list[str], limit: int | None = None) -> dict[str, Gate
     return gate_sets(load_benchmark_docs(name, limit) for name in names)
 
 
+def load_warehouse_gate_sets(limit: int | None = None) -> dict[str, GateSet]:
+    """The gate sets of the configured warehouse (``kpe.evaluate.gate.gate_set_names``: silver dev when it holds
+    documents), ``limit`` documents each."""
+    return load_gate_sets(gate_set_names(warehouse_has_documents(get_settings().warehouse_path)), limit)
+
+
 def store_evaluation(warehouse_path: Path | str, result: EvaluationResult, flow_run_id: str | None = None) -> int:
     """Write one harness result (without predictions) to the ``evaluations`` table; returns its id."""
     with connect(warehouse_path) as con:
@@ -132,7 +138,7 @@ def publish_report_task(results: list[EvaluationResult], failures: list[str]) ->
 @task(name="load-gate-sets", cache_policy=NO_CACHE)
 def load_gate_sets_task(limit: int | None) -> dict[str, GateSet]:
     """Load the gate sets (``kpe.evaluate.gate.gate_set_names``: silver dev when the warehouse has documents)."""
-    sets = load_gate_sets(gate_set_names(warehouse_has_documents(get_settings().warehouse_path)), limit)
+    sets = load_warehouse_gate_sets(limit)
     get_run_logger().info("gate sets: %s", {name: len(s.docs) for name, s in sets.items()})
     return sets
 

@@ -168,12 +168,11 @@ def compare_command(
 ) -> None:
     """Measure VERSION against production on the gate sets as the gate does, with 95% intervals, and say what the
     gate would decide. Changes nothing: to act on it, `kpe models promote VERSION` (--force for a rejected one)."""
-    from kpe.evaluate.gate import decide, evaluate_on_gate_sets, gate_set_names
-    from tasks.evaluate import load_gate_sets, warehouse_has_documents
+    from kpe.evaluate.gate import decide, evaluate_on_gate_sets
+    from tasks.evaluate import load_warehouse_gate_sets
 
     with _open(read_only=True) as con:  # closed before the (minutes long) evaluation
         record, other = get_model(con, version), get_model(con, against) if against else production_model(con)
-        has_documents = warehouse_has_documents(get_settings().warehouse_path)
     if record is None or (against and other is None):
         fail(f"no model version {version if record is None else against!r} in the registry (see `kpe models list`)")
     if record.kind in annotation_kinds() or (other is not None and other.kind in annotation_kinds()):
@@ -183,7 +182,7 @@ def compare_command(
         candidate, baseline = current_extraction_model(record), current_extraction_model(other)
     except FileNotFoundError as exc:
         fail(str(exc).replace("production model", "model"))
-    sets = load_gate_sets(gate_set_names(has_documents), gate_limit or None)
+    sets = load_warehouse_gate_sets(gate_limit or None)
     sizes = {name: len(s.docs) for name, s in sets.items()}
     console.print(f"measuring {candidate.version} ({candidate.method}) and {baseline.version} ({baseline.method}) "
                   f"on {', '.join(f'{n} ({k} docs)' for n, k in sizes.items())}")

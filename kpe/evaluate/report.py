@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from kpe.evaluate.gate import interval_text
+from kpe.evaluate.gate import BOOTSTRAP_DRAWS, interval_text
 from kpe.evaluate.metrics import KS
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def gate_markdown(result: Mapping[str, Any], candidate: Mapping[str, dict], prod
         f"regressions: {', '.join(d['regressions']) or 'none'}",
         f"- decision: **{'promote' if d['promote'] else 'reject'}**; final status **{result['status']}**",
         f"- reason: {d['reason']}",
-        "- 95% CI: paired bootstrap over the documents of each set (2,000 draws); an interval that holds 0 means "
-        "these sets cannot tell the two models apart",
+        f"- 95% CI: paired bootstrap over the documents of each set ({BOOTSTRAP_DRAWS:,} draws); an interval that "
+        "holds 0 means these sets cannot tell the two models apart",
     ]
     if d.get("not_promoted"):
         lines.append(f"- not promoted: {d['not_promoted']}")
