@@ -38,9 +38,11 @@ from tasks.train import (  # noqa: E402
     add_gate_to_model_card_task,
     build_training_data_task,
     decide_and_record_task,
+    fit_span_ranker_task,
     production_model_task,
     publish_gate_decision_task,
     register_candidate_task,
+    register_ranked_candidate_task,
     reject_candidate_task,
     train_model_task,
 )
@@ -134,10 +136,47 @@ def train(
 
     # 4. evaluate candidate and production on the same gate sets, 5. decide and record (one transaction)
     candidate_model = ExtractionModel(version=version, method=method, model_path=str(result.model_dir.resolve()))
+    outcome, candidate_model = gate_candidate(kind, candidate_model, choose, gate_limit=gate_limit, margin=margin,
+                                              tolerance=tolerance, auto_promote=auto_promote,
+                                              extra={"training": training})
+    return {**outcome, "method": candidate_model.method, "model_path": candidate_model.model_path,
+            "training": training}
+
+
+@flow(name="fit-ranker", log_prints=True)
+def fit_ranker(
+    version: str,
+    gate_limit: int | None = DEFAULT_GATE_LIMIT,
+    margin: float = DEFAULT_MARGIN,
+    tolerance: float = DEFAULT_TOLERANCE,
+    auto_promote: bool = True,
+) -> dict[str, Any]:
+    """Give a registered tagger (one trained before taggers came with one) the ``ranked`` method's span ranker:
+    a new version, the tagger's files plus the ranker fitted on its training run's validation slice, registered
+    and gated like a trained candidate (every method of the kind measured, the best compared with production).
+    Returns ``{"version", "status", "decision", "method", "model_path", "span_ranker"}``."""
+    new = new_version("tagger")
+    tagger, summary = fit_span_ranker_task(version, str(model_dir(new) / "model"))
+    registered = register_ranked_candidate_task(new, str(model_dir(new) / "model"), tagger, summary)
+    candidate_model = ExtractionModel(version=new, method="ranked", model_path=registered["path"])
+    outcome, candidate_model = gate_candidate("tagger", candidate_model, True, gate_limit=gate_limit, margin=margin,
+                                              tolerance=tolerance, auto_promote=auto_promote,
+                                              extra={"span_ranker": {"for": version, **summary}})
+    return {**outcome, "method": candidate_model.method, "model_path": candidate_model.model_path,
+            "span_ranker": summary}
+
+
+def gate_candidate(kind: str, candidate_model: ExtractionModel, choose: bool, *, gate_limit: int | None,
+                   margin: float, tolerance: float, auto_promote: bool,
+                   extra: dict[str, Any]) -> tuple[dict[str, Any], ExtractionModel]:
+    """Steps 4-5 of a train run for a registered candidate: evaluate it (each method its kind offers when
+    ``choose``) and production on the gate sets, decide, record, publish; returns the outcome and the candidate
+    with the method it was judged with."""
+    logger = get_run_logger()
+    version, method = candidate_model.version, candidate_model.method
     try:
         production_model = production_model_task()
         sets = load_gate_sets_task(gate_limit)
-        extra: dict[str, Any] = {"training": training}
         if choose:
             extra["method_choice"], by_method = choose_method_task(kind, candidate_model, sets)
             method = extra["method_choice"]["chosen"]
@@ -154,7 +193,7 @@ def train(
         reject_candidate_task(version, f"{type(exc).__name__}: {exc}")
         raise
 
-    add_gate_to_model_card_task(str(result.model_dir), outcome, method)
+    add_gate_to_model_card_task(candidate_model.model_path, outcome, method)
     publish_gate_decision_task(outcome, candidate, production)
     logger.info("%s -> %s: %s", version, outcome["status"], outcome["decision"]["reason"])
-    return {**outcome, "method": method, "model_path": candidate_model.model_path, "training": training}
+    return outcome, candidate_model

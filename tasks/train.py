@@ -160,6 +160,53 @@ def register_candidate_task(version: str, result: TrainResult, method: str, base
     return {"version": record.version, "path": record.path, "status": record.status}
 
 
+@task(name="fit-span-ranker", cache_policy=NO_CACHE, log_prints=False)
+def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord, dict[str, Any]]:
+    """Copy the files of the registered tagger ``version`` to ``out_dir`` and fit the ``ranked`` method's span ranker
+    there, on the validation slice of the training data it was trained with (documents deleted since left out)."""
+    from kpe.train.data import train_val_docs
+    from kpe.train.model_card import add_to_model_card
+    from kpe.train.span_ranker import RANKER_FILE, RANKER_SUMMARY, fit_model_ranker
+
+    with connect(get_settings().warehouse_path, read_only=True) as con:
+        record = models.get_model(con, version)
+    if record is None:
+        raise ValueError(f"no model version {version!r} in the registry (see `kpe models list`)")
+    if record.kind != "tagger" or not (record.settings or {}).get("train_config"):
+        raise ValueError(f"{version} is not a tagger (kind {record.kind}): a span ranker ranks the spans of a "
+                         "tagger trained by `kpe train --kind tagger`")
+    if not Path(record.path, "config.json").is_file():
+        raise ValueError(f"the files of {version} are missing ({record.path})")
+    config = TrainConfig.model_validate({**record.settings["train_config"],
+                                         "exclude_doc_ids": sorted(deleted_doc_ids())})
+    _, val_docs, _ = train_val_docs(config, capped=False)
+    shutil.copytree(record.path, out_dir, ignore=shutil.ignore_patterns(RANKER_FILE, RANKER_SUMMARY))
+    logger = get_run_logger()
+    logger.info("fitting a span ranker for %s on %d validation documents", version, len(val_docs))
+    try:
+        with forward_logs("kpe"):
+            summary = fit_model_ranker(out_dir, val_docs)
+    except Exception:  # no half-made version left behind
+        shutil.rmtree(Path(out_dir).parent, ignore_errors=True)
+        raise
+    add_to_model_card(out_dir, "data", {**(record.data or {}), "span_ranker": summary})
+    return record, summary
+
+
+@task(name="register-ranked-candidate", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=20)
+def register_ranked_candidate_task(version: str, path: str, tagger: models.ModelRecord,
+                                   summary: dict[str, Any]) -> dict[str, Any]:
+    """Register a tagger with a new span ranker as a candidate (method ``ranked``; training as ``tagger``'s)."""
+    with connect(get_settings().warehouse_path) as con:
+        record = models.register_candidate(
+            con, version=version, path=str(Path(path).resolve()), base_model=tagger.base_model, kind="tagger",
+            method="ranked", data={**(tagger.data or {}), "span_ranker": summary},
+            settings={**(tagger.settings or {}), "span_ranker_for": tagger.version}, metrics=tagger.metrics)
+    get_run_logger().info("registered candidate %s (%s with a span ranker) at %s", record.version, tagger.version,
+                          record.path)
+    return {"version": record.version, "path": record.path, "status": record.status}
+
+
 @task(name="production-model", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=20)
 def production_model_task() -> ExtractionModel:
     """The model the candidate is compared with."""

@@ -1,4 +1,4 @@
-"""``kpe models ...`` (list, promote, rollback) and ``kpe train``."""
+"""``kpe models ...`` (list, promote, compare, fit-ranker, rollback) and ``kpe train``."""
 
 from __future__ import annotations
 
@@ -197,6 +197,30 @@ def compare_command(
     console.print(f"the gate {verdict} {candidate.version}: {decision.reason}")
 
 
+@models_app.command("fit-ranker")
+def fit_ranker_command(
+    version: str = typer.Argument(..., help="A registered tagger (see `kpe models list`)."),
+    gate_limit: int | None = typer.Option(
+        DEFAULT_GATE_LIMIT, "--gate-limit", min=0, help="Documents per gate set (default, or 0: every one)."
+    ),
+    margin: float = typer.Option(DEFAULT_MARGIN, "--margin", min=0.0, help="As `kpe train --margin`."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", min=0.0, help="As `kpe train --tolerance`."),
+    auto_promote: bool = typer.Option(
+        True, "--promote/--no-promote", help="Promote when the gate says yes (--no-promote: only record the decision)."
+    ),
+) -> None:
+    """Fit the `ranked` method's span ranker for a tagger trained before taggers came with one: a new version (its
+    files plus the ranker, fitted on its training run's validation slice), gated like `kpe train`'s candidates."""
+    from flows.train import fit_ranker
+
+    try:
+        result = fit_ranker(version=version, gate_limit=gate_limit or None, margin=margin, tolerance=tolerance,
+                            auto_promote=auto_promote)
+    except ValueError as exc:  # not a tagger, unknown version, files missing
+        fail(str(exc))
+    _print_gate_outcome(result)
+
+
 @models_app.command("rollback")
 def rollback_command(
     reason: str = typer.Option("manual rollback", "--reason", help="Why; stored with the rolled-back model."),
@@ -307,7 +331,13 @@ def train_command(
         console.print(f"[{colour}]{result['version']}: {result['status']}[/]")
         console.print(decision["reason"])
         return
-    console.print(gate_table(f"gate: {result['version']}", decision, decision["sets"]))
+    _print_gate_outcome(result)
+
+
+def _print_gate_outcome(result: dict[str, Any]) -> None:
+    """A keyphrase candidate's gate table, its status and the reason."""
+    decision = result["decision"]
+    console.print(gate_table(f"gate: {result['version']} ({result['method']})", decision, decision["sets"]))
     colour = "green" if result["status"] == "production" else "yellow"
     console.print(f"[{colour}]{result['version']}: {result['status']}[/] against {decision['production_version']}")
     console.print(decision["reason"])

@@ -30,6 +30,7 @@ the reason (``regressions_within_noise``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -39,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from kpe.datasets import GoldDocument, silver_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PRIMARY = "f1@5"
 DEFAULT_MARGIN = 0.005
@@ -267,11 +270,20 @@ def evaluate_on_gate_sets(model: Any, sets: Mapping[str, GateSet], config: Any =
 def choose_method(kind: str, model: Any, sets: Mapping[str, GateSet], methods: Sequence[str] | None = None
                   ) -> tuple[str, dict[str, float], dict[str, dict[str, dict]]]:
     """Evaluate a candidate with every extraction method its kind offers (``kpe.train.kinds``); the best mean
-    primary metric over the gate sets wins (a tie goes to the method the kind lists first). Returns the method,
-    every method's mean and every method's results."""
+    primary metric over the gate sets wins (a tie goes to the method the kind lists first). A method the model
+    cannot run (``MethodUnavailable``: a tagger whose span ranker failed to fit has no ``ranked``) is left out,
+    logged. Returns the method, every method's mean and every method's results."""
+    from kpe.extract.methods import MethodUnavailable
     from kpe.train.kinds import get_kind
 
-    results = {m: evaluate_on_gate_sets(replace(model, method=m), sets) for m in methods or get_kind(kind).methods}
+    results = {}
+    for m in methods or get_kind(kind).methods:
+        try:
+            results[m] = evaluate_on_gate_sets(replace(model, method=m), sets)
+        except MethodUnavailable as exc:
+            log.warning("method %s left out of the choice for %s: %s", m, getattr(model, "version", model), exc)
+    if not results:
+        raise ValueError(f"no extraction method of kind {kind} could run {getattr(model, 'version', model)}")
     means = {m: fmean(primary_metric(r) for r in res.values()) for m, res in results.items()}
     return max(means, key=means.__getitem__), means, results
 

@@ -49,6 +49,10 @@ METHODS: dict[str, str] = {
 }
 
 
+class MethodUnavailable(ValueError):
+    """The model cannot run this method (a tagger without a span ranker has no ``ranked``)."""
+
+
 def document_text(title: str | None, abstract: str | None) -> str:
     """The text a method sees for one document: title and abstract, joined as one passage."""
     title = (title or "").strip()

@@ -97,6 +97,8 @@ class TrainConfig(BaseModel):
     whole_word_mask: bool = False
     nsp: bool = Field(False, description="mlm: add next-sentence prediction (BERT models only)")
     tune_hybrid: bool = Field(True, description="tagger: tune the hybrid weight on the validation slice")
+    fit_span_ranker: bool = Field(True, description="tagger: fit the ranked method's span ranker on the whole "
+                                  "validation slice")
     min_label_docs: int | None = Field(
         None, ge=1, description="classify: MeSH labels = descriptors of at least this many training docs "
         "(default: setting mesh_min_docs)")

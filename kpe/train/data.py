@@ -437,8 +437,15 @@ def load_sources(
     return out
 
 
-def train_val_docs(config: Any) -> tuple[list[GoldDocument], list[GoldDocument], dict[str, Any]]:
-    """The labelled documents of a run (a ``TrainConfig``): ``(train, validation, summary per source)``."""
+def capped_validation(val_docs: list[GoldDocument], config: Any) -> list[GoldDocument]:
+    """The validation documents a run evaluates each epoch on: the first ``config.max_val_docs``."""
+    return val_docs if config.max_val_docs is None else val_docs[: config.max_val_docs]
+
+
+def train_val_docs(config: Any, capped: bool = True) -> tuple[list[GoldDocument], list[GoldDocument], dict[str, Any]]:
+    """The labelled documents of a run (a ``TrainConfig``): ``(train, validation, summary per source)``; the
+    validation slice cut to ``config.max_val_docs`` unless ``capped`` is False (the tagger's span ranker is
+    fitted on all of it)."""
     sources = load_sources(config.train_data, lake_dir=config.lake_dir, exclude_doc_ids=config.exclude_doc_ids,
                            shared_data_dir=config.shared_data_dir, max_docs=config.max_docs)
     train_docs: list[GoldDocument] = []
@@ -453,8 +460,8 @@ def train_val_docs(config: Any) -> tuple[list[GoldDocument], list[GoldDocument],
                          "phrases": sum(len(d.keyphrases) for d in source)}
     if not train_docs:
         raise ValueError(f"no training documents in {config.train_data}")
-    if config.max_val_docs is not None:
-        val_docs = val_docs[: config.max_val_docs]
+    if capped:
+        val_docs = capped_validation(val_docs, config)
     if not val_docs:
         log.warning("no validation documents (split_of gave none): no early stopping, the last model is kept")
     return train_docs, val_docs, summary

@@ -81,7 +81,7 @@ KINDS: dict[str, ModelKind] = {
     for kind in (
         ModelKind("tagger", "kpe.train.tagger", "BIO token tagger",
                   {"tagger": "kpe.train.tagger:build_tagger", "hybrid": "kpe.train.tagger:build_hybrid",
-                   "keybert-ft": KEYBERT_FT}),
+                   "ranked": "kpe.train.span_ranker:build_ranked", "keybert-ft": KEYBERT_FT}),
         ModelKind("joint", "kpe.train.joint", "span ranker",
                   {"joint": "kpe.train.joint:build_joint", "keybert-ft": KEYBERT_FT}),
         ModelKind("embed", "kpe.train.embed", "contrastive bi-encoder for KeyBERT ranking",

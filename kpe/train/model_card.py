@@ -104,10 +104,15 @@ def read_model_card(model_dir: Path | str) -> dict[str, Any]:
 def add_gate_to_model_card(model_dir: Path | str, gate: dict[str, Any]) -> Path | None:
     """Add the gate's decision and numbers (``gate``: status, reason, per-set F1@5 of candidate and production,
     the method choice) to the card of a trained model; ``None`` when the model has no card to add to."""
+    return add_to_model_card(model_dir, "gate", gate)
+
+
+def add_to_model_card(model_dir: Path | str, key: str, value: Any) -> Path | None:
+    """Set one fact of a model card (``gate``, ``data``...) and write the card again; ``None`` without a card."""
     facts = read_model_card(model_dir)
     if not facts:
         return None
-    facts["gate"] = gate
+    facts[key] = value
     return _write(Path(model_dir), facts)
 
 

@@ -14,6 +14,8 @@ are read when present:
 * ``hybrid_weight``: the hybrid's weight of the tagger score (default: the value tuned at training time,
   stored in ``hybrid.json`` in the model dir, else 0.5); ``hybrid_ngrams`` (False): also rank the engine's
   stop-word-bounded n-grams;
+* ``ranked_min_score``: past its first five keyphrases, ``ranked`` keeps those whose span-ranker probability
+  reaches this (default: the value chosen when the ranker was fitted, in ``span_ranker.json``);
 * ``keybert-ft`` takes the ``kpe.extract.config.ExtractionConfig`` fields (others are ignored).
 
 A tagger / joint / MLM model dir is also a SentenceTransformer dir (``kpe.train.model_files``), which is what

@@ -300,9 +300,10 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
     """A tagger run: windows with BIO labels, a fresh classification head on ``base``, validation F1@5."""
     from transformers import DataCollatorForTokenClassification
 
-    from kpe.train.data import train_val_docs, training_features
+    from kpe.train.data import capped_validation, train_val_docs, training_features
 
-    train_docs, val_docs, summary = train_val_docs(config)
+    train_docs, all_val_docs, summary = train_val_docs(config, capped=False)
+    val_docs = capped_validation(all_val_docs, config)
     features = training_features(  # one cached, batched datasets.map
         train_docs, partial(tagger_features, tokenizer=tokenizer, max_length=config.max_length, stride=config.stride),
         tokenizer=tokenizer, settings={"max_length": config.max_length, "stride": config.stride}, name="tagger",
@@ -321,20 +322,29 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
                                               "kpe_max_length": config.max_length, "kpe_stride": config.stride})
 
     def finish(model_dir: Path) -> dict[str, Any]:
-        return {"hybrid": _tune_hybrid(model_dir, val_docs)}
+        from kpe.train.span_ranker import fit_model_ranker
+
+        out = {}
+        if config.tune_hybrid:  # on the validation slice of the training data, never on a benchmark dev set
+            out["hybrid"] = _optional_step("hybrid weight tuning (hybrid uses its default)", tune_hybrid_weight,
+                                           model_dir, val_docs)
+        if config.fit_span_ranker:  # on the whole validation slice (kpe.train.span_ranker)
+            out["span_ranker"] = _optional_step("span ranker fit (no ranked method)", fit_model_ranker, model_dir,
+                                                all_val_docs)
+        return out
 
     return KindSetup(load_tagger_model(base), features, DataCollatorForTokenClassification(tokenizer), evaluate,
                      save, is_head=lambda name: name.startswith("classifier"), data_summary=summary,
-                     finish=finish if config.tune_hybrid and val_docs else None)
+                     finish=finish if (config.tune_hybrid or config.fit_span_ranker) and val_docs else None)
 
 
-def _tune_hybrid(model_dir: Path, docs: list[GoldDocument]) -> dict[str, Any]:
-    """Tune the hybrid weight on the validation slice of the training data (never on a benchmark dev set)."""
+def _optional_step(what: str, step: Any, model_dir: Path, docs: list[GoldDocument]) -> dict[str, Any]:
+    """Run a step after training on the saved model; a failure is logged and recorded, never loses the run."""
     try:
-        return tune_hybrid_weight(model_dir, docs)
+        return step(model_dir, docs)
     except Exception as exc:  # noqa: BLE001 - the model is saved; a failed extra step must not lose the run
-        log.warning("hybrid weight not tuned (hybrid will use its default): %s: %s", type(exc).__name__, exc)
-        return {"tuned": False, "reason": f"{type(exc).__name__}: {exc}"}
+        log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+        return {"done": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
 # ----------------------------------------------------------------------------------------------- extraction

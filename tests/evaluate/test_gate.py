@@ -281,7 +281,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     assert decision["training"]["steps"] == 5
     choice = decision["method_choice"]  # every method a tagger supports was measured; the best mean F1@5 won
     means = choice["mean_f1@5_present"]
-    assert set(means) == {"tagger", "hybrid", "keybert-ft"}
+    assert set(means) == {"tagger", "hybrid", "ranked", "keybert-ft"}  # the run fitted its span ranker too
     assert result["method"] == choice["chosen"] and means[choice["chosen"]] == max(means.values())
     assert decision["primary_candidate"] == pytest.approx(means[choice["chosen"]], abs=1e-4)
 
@@ -348,3 +348,50 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
         assert get_model(con, version).status == "rejected"
     finally:
         con.close()
+
+
+def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_version(
+    prefect_harness, kpe_env, tiny_encoder: Path, shared_data: Path,
+) -> None:
+    """A tagger registered without a span ranker (as taggers were before): `kpe models fit-ranker` fits one on the
+    validation slice of the tagger's own training data into a new version, which the gate measures with every
+    tagger method; the old version's files are left as they were."""
+    from typer.testing import CliRunner
+
+    from flows.cli.models import models_app
+    from flows.train import fit_ranker
+    from kpe.registry import model_dir
+    from kpe.settings import get_settings
+    from kpe.train import TrainConfig, train
+    from kpe.train.data import train_val_docs
+    from kpe.train.model_card import read_model_card
+    from kpe.train.span_ranker import RANKER_FILE
+    from warehouse.db import connect
+    from warehouse.models import get_model
+
+    config = TrainConfig(kind="tagger", base=str(tiny_encoder), train_data=["inspec"], max_docs=120, max_steps=2,
+                         output_dir=model_dir("tagger-old"), shared_data_dir=shared_data, max_length=128, stride=32,
+                         batch_size=4, log_with="none", max_val_docs=4, tune_hybrid=False, fit_span_ranker=False,
+                         num_threads=2)
+    trained = train(config)
+    with connect(get_settings().warehouse_path) as con:
+        old = register_model(con, "tagger", 1, path=trained.model_dir,
+                             settings={"train_config": config.model_dump(mode="json")})
+        not_a_tagger = register_model(con, "embed", 2)
+
+    result = fit_ranker(version=old, gate_limit=8)
+    new = result["version"]
+    validation = train_val_docs(config, capped=False)[1]  # its run's whole validation slice, not max_val_docs
+    assert new != old and result["span_ranker"]["docs"] == {"inspec": len(validation)} and len(validation) > 4
+    means = result["decision"]["method_choice"]["mean_f1@5_present"]
+    assert set(means) == {"tagger", "hybrid", "ranked", "keybert-ft"} and result["method"] == max(means, key=means.get)
+    assert result["decision"]["span_ranker"]["for"] == old
+    with connect(get_settings().warehouse_path, read_only=True) as con:
+        row, before = get_model(con, new), get_model(con, old)
+    assert row.kind == "tagger" and row.settings["span_ranker_for"] == old and row.data["span_ranker"]["candidates"] > 0
+    assert (Path(row.path) / RANKER_FILE).is_file() and (Path(row.path) / "model.safetensors").is_file()
+    assert not (Path(before.path) / RANKER_FILE).exists() and before.status == "candidate"
+    assert read_model_card(row.path)["data"]["span_ranker"]["min_score"] == result["span_ranker"]["min_score"]
+
+    refused = CliRunner().invoke(models_app, ["fit-ranker", not_a_tagger])
+    assert refused.exit_code == 1 and "is not a tagger (kind embed)" in refused.output

@@ -179,7 +179,7 @@ def test_fp32_and_bf16_training_decode_the_same_spans(silver_lake, tmp_path: Pat
     get_settings.cache_clear()
     common = dict(kind="tagger", base=str(one_layer_encoder), train_data=["pubmed"], lake_dir=root / "lake",
                   max_steps=15, batch_size=8, learning_rate=2e-3, warmup_ratio=0.0, max_length=64, stride=16,
-                  max_val_docs=4, log_with="none", tune_hybrid=False, num_threads=1)
+                  max_val_docs=4, log_with="none", tune_hybrid=False, fit_span_ranker=False, num_threads=1)
     try:
         auto = train(TrainConfig(output_dir=tmp_path / "fp32", **common))
         bf16 = train(TrainConfig(output_dir=tmp_path / "bf16", precision="bf16", **common))

@@ -14,7 +14,7 @@ from kpe.train import TrainConfig, train
 
 # max_length 256 = the SentenceTransformer limit the saved dir declares: the hybrid shares the tagger's pass
 SETTINGS = {"max_length": 256, "stride": 64, "batch_size": 4, "eval_batch_size": 16, "log_with": "none",
-            "max_val_docs": 4, "tune_hybrid": False, "num_threads": 1}
+            "max_val_docs": 4, "tune_hybrid": False, "fit_span_ranker": False, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")

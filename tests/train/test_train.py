@@ -20,7 +20,7 @@ from kpe.train import TrainConfig, train
 from kpe.train.data import load_lake_documents, silver_docs, split_docs
 
 FAST = {"max_length": 128, "stride": 32, "batch_size": 4, "eval_batch_size": 16, "log_with": "none",
-        "max_val_docs": 4, "tune_hybrid": False, "num_threads": 1}
+        "max_val_docs": 4, "tune_hybrid": False, "fit_span_ranker": False, "num_threads": 1}
 
 
 # --------------------------------------------------------------------------------------------- fixtures
