@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,24 +84,24 @@ class SpanCandidates:
 def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_probs: dict[int, np.ndarray],
                     pooling: str = "mean", pool: int = POOL) -> SpanCandidates:
     """The ``pool`` best soft spans and every decoded span of one tagged text, with their :data:`FEATURES`."""
-    decoded: dict[str, tuple[float, str, int]] = {}  # best score, its surface form, the first start
+    decoded: dict[str, tuple[float, str]] = {}  # best score and its surface form
+    scores: dict[str, list[float]] = {}  # every soft-span occurrence's score
+    surface: dict[str, tuple[float, str]] = {}
+    first: dict[str, int] = {}  # first start: of its soft spans, or of its decoded ones when it has none
+    decoded_first: dict[str, int] = {}
     for span in decode_spans(text, word_spans, word_probs, pooling):
         key = normalize_phrase(span.phrase)
-        if key and (key not in decoded or span.score > decoded[key][0]):
-            decoded[key] = (span.score, span.phrase, min(span.start, decoded[key][2]) if key in decoded else span.start)
-        elif key:
-            decoded[key] = (*decoded[key][:2], min(span.start, decoded[key][2]))
-    scores: dict[str, list[float]] = {}
-    first: dict[str, int] = {}
-    surface: dict[str, tuple[float, str]] = {}
+        if key:
+            decoded_first[key] = min(decoded_first.get(key, span.start), span.start)
+            if key not in decoded or span.score > decoded[key][0]:
+                decoded[key] = (span.score, span.phrase)
     for span in soft_spans(text, word_spans, word_probs, pooling):
         key = normalize_phrase(span.phrase)
-        if not key:
-            continue
-        scores.setdefault(key, []).append(span.score)
-        first[key] = min(first.get(key, span.start), span.start)
-        if key not in surface or span.score > surface[key][0]:
-            surface[key] = (span.score, span.phrase)
+        if key:
+            scores.setdefault(key, []).append(span.score)
+            first[key] = min(first.get(key, span.start), span.start)
+            if key not in surface or span.score > surface[key][0]:
+                surface[key] = (span.score, span.phrase)
     by_best = sorted(scores, key=lambda k: -max(scores[k]))
     rank = {k: r for r, k in enumerate(by_best)}
     keys = list(dict.fromkeys([*by_best[:pool], *decoded]))
@@ -109,8 +110,8 @@ def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_prob
     title_end = max(text.find(". "), 0)
     rows = []
     for key in keys:
-        occurrences = sorted(scores.get(key, [decoded[key][0]] if key in decoded else [0.0]), reverse=True)
-        start = first[key] if key in first else decoded[key][2]
+        occurrences = sorted(scores.get(key) or [decoded[key][0]], reverse=True)
+        start = first.get(key, decoded_first.get(key, 0))
         rows.append([occurrences[0], occurrences[1] if len(occurrences) > 1 else 0.0,
                      decoded[key][0] if key in decoded else 0.0, float(key in decoded),
                      math.log(len(occurrences)), start / max(len(text), 1), float(start < title_end),
@@ -182,9 +183,7 @@ def fit_span_ranker(candidates: Sequence[SpanCandidates], labels: Sequence[np.nd
     """Fit the classifier on the candidates of several documents (``sources``: each document's dataset)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    per_source: dict[str, int] = {}
-    for source in sources:
-        per_source[source] = per_source.get(source, 0) + 1
+    per_source = Counter(sources)
     rows = [c.features for c in candidates]
     y = np.concatenate(list(labels)) if labels else np.zeros(0, dtype=np.int64)
     if len(np.unique(y)) < 2:
@@ -206,8 +205,8 @@ def save_span_ranker(model: Any, model_dir: Path | str, summary: dict[str, Any])
 
 
 def load_span_ranker(model_dir: Path | str) -> Any:
-    """The span ranker of a tagger's model dir; a clear ``ValueError`` when it has none, or when the file holds
-    anything but a scikit-learn gradient-boosted classifier over :data:`FEATURES`."""
+    """The span ranker of a tagger's model dir; ``MethodUnavailable`` when it has none, a ``ValueError`` when the file
+    holds anything but a scikit-learn gradient-boosted classifier over :data:`FEATURES`."""
     import skops.io
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -302,8 +301,11 @@ def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    tagger = TaggerExtractor(model_dir)
     short = [d for d in docs if d.text and d.text.strip() and not is_long_text(d.text)]
+    if not short:
+        raise ValueError(f"no validation document with text to fit a span ranker on ({len(docs)} given, full papers "
+                         "left out)")
+    tagger = TaggerExtractor(model_dir)
     candidates: list[SpanCandidates] = []
     with tqdm(total=len(short), desc="span ranker: tag the validation slice", unit="doc", mininterval=2.0) as bar:
         for at in range(0, len(short), batch):
@@ -315,9 +317,7 @@ def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64
     sources = [d.dataset for d in short]
     min_score, f1_by_min_score = choose_min_score(candidates, labels, n_gold, sources)
     model = fit_span_ranker(candidates, labels, sources)
-    per_source: dict[str, int] = {}
-    for source in sources:
-        per_source[source] = per_source.get(source, 0) + 1
+    per_source = dict(Counter(sources))
     summary = {"fitted_on": "validation slice of the training data", "docs": per_source,
                "candidates": int(sum(len(c.phrases) for c in candidates)),
                "gold_candidates": int(sum(int(y.sum()) for y in labels)), "pool": POOL,

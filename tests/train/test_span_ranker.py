@@ -105,13 +105,15 @@ def test_the_ranker_learns_from_real_labels_to_beat_the_taggers_own_order(tagger
     assert f1_at_5(by_ranker) > f1_at_5(by_tagger) + 0.025  # measured: 0.056 against 0.012
 
 
-def test_a_span_ranker_file_loads_only_when_it_holds_a_span_ranker(tmp_path: Path):
+def test_a_span_ranker_loads_only_from_a_file_holding_one_and_fits_only_on_documents(tmp_path: Path):
     import skops.io
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import FunctionTransformer
 
     with pytest.raises(MethodUnavailable, match="kpe models fit-ranker"):
         load_span_ranker(tmp_path)
+    with pytest.raises(ValueError, match="no validation document"):
+        fit_model_ranker(tmp_path, [GoldDocument("1", " ", ("x",), "inspec")])
     skops.io.dump(FunctionTransformer(func=os.system), tmp_path / RANKER_FILE)
     with pytest.raises(ValueError, match="holds types a span ranker does not"):
         load_span_ranker(tmp_path)
