@@ -156,8 +156,9 @@ def fit_ranker(
     and gated like a trained candidate (every method of the kind measured, the best compared with production).
     Returns ``{"version", "status", "decision", "method", "model_path", "span_ranker"}``."""
     new = new_version("tagger")
-    tagger, summary = fit_span_ranker_task(version, str(model_dir(new) / "model"))
-    registered = register_ranked_candidate_task(new, str(model_dir(new) / "model"), tagger, summary)
+    files = str(model_dir(new) / "model")
+    tagger, summary = fit_span_ranker_task(version, files)
+    registered = register_ranked_candidate_task(new, files, tagger, summary)
     candidate_model = ExtractionModel(version=new, method="ranked", model_path=registered["path"])
     outcome, candidate_model = gate_candidate("tagger", candidate_model, True, gate_limit=gate_limit, margin=margin,
                                               tolerance=tolerance, auto_promote=auto_promote,

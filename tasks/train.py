@@ -172,9 +172,12 @@ def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord
         record = models.get_model(con, version)
     if record is None:
         raise ValueError(f"no model version {version!r} in the registry (see `kpe models list`)")
-    if record.kind != "tagger" or not (record.settings or {}).get("train_config"):
+    if record.kind != "tagger":
         raise ValueError(f"{version} is not a tagger (kind {record.kind}): a span ranker ranks the spans of a "
                          "tagger trained by `kpe train --kind tagger`")
+    if not (record.settings or {}).get("train_config"):
+        raise ValueError(f"{version} records no training configuration: its validation slice, which the span "
+                         "ranker is fitted on, is unknown")
     if not Path(record.path, "config.json").is_file():
         raise ValueError(f"the files of {version} are missing ({record.path})")
     config = TrainConfig.model_validate({**record.settings["train_config"],
