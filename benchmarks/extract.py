@@ -66,13 +66,17 @@ def peak_rss_mb() -> float:
 
 
 def medline_abstracts(path: Path, n: int | None, skip: int = 0) -> list[str]:
-    """``document_text`` of the first ``n`` records with an abstract (after ``skip`` of them)."""
+    """``document_text`` of the first ``n`` records with an abstract (after ``skip`` of them); a ``.jsonl`` file
+    holds those texts already, one ``{"text": ...}`` a line (``benchmarks/gpu_carry.py`` stages them so)."""
     from kpe.extract.methods import document_text
     from kpe.records import SourceRecord
     from kpe.sources.pubmed import iter_medline
 
-    records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
     stop = None if n is None else skip + n
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line)["text"] for line in islice((l for l in handle if l.strip()), skip, stop)]
+    records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
     return [document_text(r.title, r.abstract) for r in islice(records, skip, stop)]
 
 
@@ -127,7 +131,7 @@ class Bench:
     """One model, one thread setting, one set of documents; every method timed the same way."""
 
     def __init__(self, docs: list[str], warmup: list[str], threads: int, device: str,
-                 keybert_docs: int | None = None) -> None:
+                 keybert_docs: int | None = None, encoder: str | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -136,7 +140,7 @@ class Bench:
         torch.set_num_threads(threads)
         self.docs, self.warmup, self.threads, self.device = docs, warmup, threads, device
         self.keybert_docs = docs[:keybert_docs] if keybert_docs else docs
-        self.model_path = resolve_encoder(None)
+        self.model_path = resolve_encoder(encoder)
         self.model = SentenceTransformer(self.model_path, device=device)
         self.tmp = tempfile.TemporaryDirectory(prefix="kpe-bench-")
 
@@ -268,7 +272,7 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         docs, warmup = all_docs[: args.docs], all_docs[args.docs :]
     else:  # every abstract of the file: warm up on its first ones (not timed, timed again with the rest)
         docs, warmup = all_docs, all_docs[:WARMUP_DOCS]
-    bench = Bench(docs, warmup, args.threads, args.device, args.keybert_docs)
+    bench = Bench(docs, warmup, args.threads, args.device, args.keybert_docs, args.encoder)
     n = len(docs)
     n_kb = len(bench.keybert_docs)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -431,7 +435,9 @@ def print_summary(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=500, help="abstracts to extract (0: every one of --file)")
-    parser.add_argument("--file", type=Path, default=PUBMED_FILE, help="MEDLINE file the abstracts come from")
+    parser.add_argument("--file", type=Path, default=PUBMED_FILE,
+                        help="MEDLINE file the abstracts come from (or a .jsonl of their texts)")
+    parser.add_argument("--encoder", default=None, help="encoder directory (default: the packaged MiniLM)")
     parser.add_argument("--keybert-docs", type=int, default=None,
                         help="time plain KeyBERT and the KeyBERT mode on the first N documents only")
     parser.add_argument("--threads", type=int, default=2)

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# The GPU numbers in one call: extraction over the 30,000-record MEDLINE file and a bf16 training run on silver +
-# benchmark data, on one CUDA device (H100/H200: about 10 minutes), printing docs/s, samples/s, GPU memory
-# (torch.cuda.max_memory_allocated) and F1.
+# The GPU numbers in one call: extraction over the 30,000-record MEDLINE file, a bf16 tagger training run on silver +
+# benchmark data scored on the dev sets, and extraction with the model it trained, on one CUDA device (H100/H200:
+# under 10 minutes in all), printing docs/s, samples/s, GPU memory (torch.cuda.max_memory_allocated) and F1.
 #
-#   bash benchmarks/gpu.sh --stage      # HERE (PyPI reachable): wheels -> .whl/, the shared data it reads -> .carry/
+#   bash benchmarks/gpu.sh --stage      # HERE (PyPI reachable): wheels -> .whl/, encoder + data -> .carry/ (< 64 MiB)
 #   bash benchmarks/gpu.sh              # THERE, from the repo root (device tool: carry [".whl", ".carry"])
 #   bash benchmarks/gpu.sh --smoke      # every step, tiny, on the CPU (checks the script; numbers mean nothing)
 #   bash benchmarks/gpu.sh --dry-run    # print the commands only
 #
-# Steps (each prints one JSON summary; everything goes to $OUT when set, else runs/gpu/):
-#   1. environment: .venv/bin/python if present; else python3 (the device image holds torch, transformers,
-#      sentence-transformers, accelerate) plus the project's other dependencies from .whl/ (installed with
-#      --no-index into a scratch folder); else a fresh .venv with `pip install -e .` (needs PyPI).
+# Steps (each prints what it measured; logs and JSON go to $OUT when set, else runs/gpu/; summary.json at the end):
+#   1. environment: $PYTHON if set, else .venv/bin/python if present, else python3 (the device image holds torch,
+#      transformers, sentence-transformers, accelerate, scikit-learn) plus the project's other dependencies from
+#      .whl/ (installed with --no-index into a scratch folder); then benchmarks/gpu_carry.py unpack: the encoder
+#      back to fp32, the sets into $SCRATCH/data laid out as the shared data folder.
 #   2. extraction: benchmarks/extract.py --device cuda on every abstract of pubmed20n0014.xml.gz (30,000 records,
-#      about 14,900 with an abstract): floor, kpe default, kpe fast, plain KeyBERT (timed on KEYBERT_DOCS of them).
-#   3. silver data: the train / dev splits of pubmed21n1298.xml.gz (14,683 records with author keywords) as JSONL
-#      made by --stage (.carry/silver), else the file ingested into a scratch lake here.
-#   4. training: benchmarks/train.py train --kind tagger --mixed-precision bf16 on pubmed (silver train split) +
-#      inspec train, EPOCHS epoch(s), scored on Inspec dev and the silver dev split; peak GPU memory of the run.
-# Environment knobs: EPOCHS (1), BATCH (32), KEYBERT_DOCS (1000), EXTRACT_DOCS (0 = all), SCRATCH (a temp dir).
-set -euo pipefail
+#      14,9xx with an abstract): floor, kpe default (cold and warm cache), kpe fast, plain KeyBERT and the KeyBERT
+#      mode (timed on KEYBERT_DOCS of them).
+#   3. training: benchmarks/train.py train --kind tagger --mixed-precision bf16 on the PubMed silver train split +
+#      Inspec train + SemEval-2017 train (the production tagger's sources), EPOCHS epochs of BATCH, then the span
+#      ranker on the validation slice; scored with `ranked` and `tagger` on Inspec dev, SemEval-2017 dev and the
+#      whole silver dev split; peak GPU memory of the run.
+#   4. extraction with that model (`ranked`, `tagger`) on MODEL_DOCS abstracts of the same file, if time is left.
+# Every step runs under its share of BUDGET seconds (`timeout`), and a failed or stopped step does not stop the next.
+# Environment knobs: EPOCHS (4), BATCH (16), KEYBERT_DOCS (1000), EXTRACT_DOCS (0 = all), MODEL_DOCS (5000),
+# BUDGET (575 s), EXTRACT_LIMIT (200 s), SCRATCH (a temp dir).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 MODE="gpu"
@@ -31,31 +36,19 @@ case "${1:-}" in
     *) echo "usage: bash benchmarks/gpu.sh [--stage|--smoke|--dry-run]" >&2; exit 2 ;;
 esac
 
-SHARED_SRC="${KPE_SHARED_DATA_DIR:-../shared/data}"
-DATA_FILES=(
-    "pubmed/full_files/pubmed20n0014.xml.gz"
-    "keyphrase/inspec_train.jsonl"
-    "keyphrase/inspec_dev.jsonl"
-    "README.md"
-)
-LAKE_FILE="${LAKE_FILE:-pubmed/full_files/pubmed21n1298.xml.gz}"
 # Project dependencies the device image lacks (pyproject.toml's list minus what KINDS.md says is there; duckdb and
-# prefect are left out: with the silver sets staged as JSONL the device run needs neither).
-WHEELS=(pydantic pydantic-core pydantic-settings annotated-types typing-inspection python-dotenv keybert yake nltk
-        datasets dill multiprocess segtok)  # seqeval (NER metrics only) ships no wheel
+# prefect are left out: with the sets staged as JSONL the device run needs neither).
+# seqeval (NER metrics only) ships no wheel.
+WHEELS=(pydantic pydantic-core pydantic-settings annotated-types typing-inspection typing-extensions python-dotenv
+        keybert yake jellyfish nltk defusedxml datasets dill multiprocess segtok skops prettytable wcwidth ftfy)
 
 if [ "$MODE" = "stage" ]; then
-    # Only what the run needs travels (64 MiB in all): the 30,000-record file (17 MB), the silver train / dev
-    # splits of LAKE_FILE as JSONL (ingested here into a scratch lake: the 40 MB XML and duckdb would not fit), the
-    # Inspec files and the wheels the device image lacks.
-    mkdir -p .whl .carry/shared/data .carry/silver
-    grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-    grep -qx '/.carry/' .git/info/exclude 2>/dev/null || echo '/.carry/' >> .git/info/exclude
-    for f in "${DATA_FILES[@]}"; do
-        mkdir -p ".carry/shared/data/$(dirname "$f")"
-        cp -u "$SHARED_SRC/$f" ".carry/shared/data/$f"
-    done
+    set -e
     PYS="${PYTHON:-.venv/bin/python}"
+    mkdir -p .whl
+    for ignored in /.whl/ /.carry/; do
+        grep -qx "$ignored" .git/info/exclude 2>/dev/null || echo "$ignored" >> .git/info/exclude
+    done
     for w in "${WHEELS[@]}"; do
         version="$("$PYS" -m pip show "$w" 2>/dev/null | awk '/^Version:/{print $2}')"  # the versions used here
         w="$w${version:+==$version}"
@@ -63,22 +56,11 @@ if [ "$MODE" = "stage" ]; then
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
             --platform any -d .whl "$w" || echo "could not fetch $w" >&2
     done
-    stage_dir="$(mktemp -d /tmp/kpe-stage-XXXXXX)"
-    "$PYS" benchmarks/train.py lake --out "$stage_dir" --file "$SHARED_SRC/$LAKE_FILE" > /dev/null
-    "$PYS" - "$stage_dir" .carry/silver <<'EOF'
-import json, sys
-from pathlib import Path
-from kpe.datasets import write_jsonl
-from kpe.splits import split_of
-from kpe.train.data import silver_docs
-lake, out = Path(sys.argv[1]), Path(sys.argv[2])
-docs = list(silver_docs(lake / "lake"))
-counts = {split: write_jsonl([d for d in docs if split_of(d.doc_id) == split], out / f"pubmed_silver_{split}.jsonl")
-          for split in ("train", "dev")}
-print(json.dumps({"silver": counts}))
-EOF
-    rm -rf "$stage_dir"
-    du -sh .whl .carry; du -csh .whl .carry | tail -1
+    "$PYS" benchmarks/gpu_carry.py stage --out .carry
+    tree_mib=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
+    carry_mib=$(du -cb .whl .carry | tail -1 | cut -f1)
+    python3 -c "t, c = $tree_mib / 2**20, $carry_mib / 2**20; print(f'tracked {t:.1f} MiB + carried {c:.1f} MiB = \
+{t + c:.1f} MiB (limit 64)'); raise SystemExit(t + c > 63)"
     echo 'then: run(command="bash benchmarks/gpu.sh", carry=[".whl", ".carry"], timeout_s=600)'
     exit 0
 fi
@@ -88,74 +70,61 @@ mkdir -p "$OUT_DIR"
 SCRATCH="${SCRATCH:-$(mktemp -d /tmp/kpe-gpu-XXXXXX)}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-if [ -d .carry/shared/data ]; then
-    export KPE_SHARED_DATA_DIR="$PWD/.carry/shared/data"
-else
-    export KPE_SHARED_DATA_DIR="$(cd "$SHARED_SRC" && pwd)"
+export KPE_SHARED_DATA_DIR="$SCRATCH/data"
+EPOCHS="${EPOCHS:-4}"; BATCH="${BATCH:-16}"; KEYBERT_DOCS="${KEYBERT_DOCS:-1000}"; EXTRACT_DOCS="${EXTRACT_DOCS:-0}"
+MODEL_DOCS="${MODEL_DOCS:-5000}"; BUDGET="${BUDGET:-575}"; EXTRACT_LIMIT="${EXTRACT_LIMIT:-200}"
+DEVICE=cuda; PRECISION=bf16; THREADS=16; TRAIN_LIMITS=(); EVAL_LIMIT=()
+if [ "$MODE" = "smoke" ]; then  # tiny and on the CPU: 40 abstracts, 3 steps, 20 documents a set
+    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8
+    TRAIN_LIMITS=(--max-docs 40 --max-val-docs 20 --max-steps 3); EVAL_LIMIT=(--limit 20)
 fi
-DATA="$KPE_SHARED_DATA_DIR"
-EPOCHS="${EPOCHS:-1}"; BATCH="${BATCH:-32}"; KEYBERT_DOCS="${KEYBERT_DOCS:-1000}"; EXTRACT_DOCS="${EXTRACT_DOCS:-0}"
-DEVICE=cuda; PRECISION=bf16; THREADS=8; TRAIN_LIMITS=(); EVAL_LIMIT=()
-if [ "$MODE" = "smoke" ]; then  # tiny and on the CPU: a 30-record MEDLINE sample as the lake, 3 steps, 20 docs
-    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; BATCH=8
-    LAKE_FILE=pubmed/medline_samples/updatefiles/pubmed22n1115.xml.gz
-    TRAIN_LIMITS=(--max-docs 40 --max-val-docs 20 --max-steps 3); EVAL_LIMIT=(--limit 20 --silver-limit 20)
+if [ ! -d .carry/encoder ] && [ "$MODE" != "dry" ]; then
+    echo "no .carry/: run 'bash benchmarks/gpu.sh --stage' here first" >&2; exit 2
 fi
+left() { echo $((BUDGET - SECONDS)); }
+run() {  # print, then run unless --dry-run; the time left to the budget caps it
+    local limit="$1"; shift
+    echo "+ [${limit}s] $*" >&2
+    [ "$MODE" = "dry" ] && return 0
+    [ "$limit" -gt 10 ] || { echo "skipped: budget spent" >&2; return 1; }
+    timeout --kill-after=10 "$limit" "$@"
+}
 
-# 1. environment -------------------------------------------------------------------------------------------
-if [ -x .venv/bin/python ]; then
+# 1. environment ---------------------------------------------------------------------------------------------
+if [ -n "${PYTHON:-}" ]; then
+    PY="$PYTHON"
+elif [ -x .venv/bin/python ]; then
     PY=.venv/bin/python
-elif [ -d .whl ] && python3 -c "import torch, transformers, sentence_transformers" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/kpe-site .whl/*.whl
+else
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/kpe-site \
+        .whl/*.whl
     export PYTHONPATH="/tmp/kpe-site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
     PY=python3
-else
-    python3 -m venv .venv && .venv/bin/pip install -q -e . && PY=.venv/bin/python
 fi
-run() {  # print, then run unless --dry-run
-    echo "+ $*" >&2
-    [ "$MODE" = "dry" ] || "$@"
-}
-run "$PY" -c "import json, sys, torch; print(json.dumps({'step': 'environment', 'python': sys.version.split()[0], \
-'torch': torch.__version__, 'cuda': torch.cuda.is_available(), \
-'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}))"
+run 60 "$PY" -c "import json, os, sys, torch, transformers, sentence_transformers, sklearn
+print(json.dumps({'step': 'environment', 'python': sys.version.split()[0], 'torch': torch.__version__,
+    'transformers': transformers.__version__, 'sentence_transformers': sentence_transformers.__version__,
+    'sklearn': sklearn.__version__, 'cpus': os.cpu_count(), 'cuda': torch.cuda.is_available(),
+    'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}))" \
+    | tee "$OUT_DIR/environment.json"
+run 120 "$PY" benchmarks/gpu_carry.py unpack --carry .carry --out "$SCRATCH"
+DATA="$SCRATCH/data"; ENCODER="$SCRATCH/encoder"; ABSTRACTS="$DATA/pubmed20n0014_abstracts.jsonl"
 
 # 2. extraction on the 30,000-record file --------------------------------------------------------------------
 start=$SECONDS
-run "$PY" benchmarks/extract.py --device "$DEVICE" --threads "$THREADS" --file "$DATA/pubmed/full_files/pubmed20n0014.xml.gz" \
-    --docs "$EXTRACT_DOCS" --keybert-docs "$KEYBERT_DOCS" --json > "$OUT_DIR/extract.json" || true
-[ "$MODE" = "dry" ] || "$PY" - "$OUT_DIR/extract.json" <<'EOF'
-import json, sys
-lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
-if not lines:
-    sys.exit("extraction benchmark printed no result")
-r = json.loads(lines[-1])
-print(json.dumps({"step": "extract", "file": r["file"], "n_docs": r["n_docs"], "floor_docs_per_s": r["floor_docs_per_s"],
-                  "kpe_docs_per_s": r["kpe_docs_per_s"], "kpe_fast_docs_per_s": r["kpe_fast_docs_per_s"],
-                  "keybert_docs_per_s": r["keybert_docs_per_s"], "speedup_vs_keybert": r["speedup_vs_keybert"],
-                  "gpu": r.get("gpu"), "peak_rss_mb": r["peak_rss_mb"]}))
-EOF
+limit=$(left); [ "$limit" -gt "$EXTRACT_LIMIT" ] && limit=$EXTRACT_LIMIT
+run "$limit" "$PY" benchmarks/extract.py --device "$DEVICE" --threads "$THREADS" --encoder "$ENCODER" \
+    --file "$ABSTRACTS" --docs "$EXTRACT_DOCS" --keybert-docs "$KEYBERT_DOCS" --json 2>&1 | tee "$OUT_DIR/extract.log"
 echo "extraction step: $((SECONDS - start)) s" >&2
 
-# 3. silver data: staged JSONL splits (--stage), else one MEDLINE file ingested into a scratch lake --------------
+# 3. bf16 training on silver + Inspec + SemEval-2017 train, scored; torch's peak GPU memory of the run -----------
 start=$SECONDS
-if [ -f .carry/silver/pubmed_silver_train.jsonl ]; then
-    SILVER_TRAIN=(--train-data .carry/silver/pubmed_silver_train.jsonl); SILVER_DEV=.carry/silver/pubmed_silver_dev.jsonl
-    LAKE_ARGS=()
-else
-    run "$PY" benchmarks/train.py lake --out "$SCRATCH/pubmed" --file "$DATA/$LAKE_FILE" > "$OUT_DIR/lake.json"
-    SILVER_TRAIN=(--train-data pubmed); SILVER_DEV=pubmed_silver_dev
-    LAKE_ARGS=(--lake-dir "$SCRATCH/pubmed/lake" --lake "$SCRATCH/pubmed")
-fi
-SILVER_DEV_EVAL=("$SILVER_DEV"); [ "$MODE" = "smoke" ] && SILVER_DEV_EVAL=()
-echo "silver data step: $((SECONDS - start)) s" >&2
-
-# 4. bf16 training on silver + Inspec train, scored; torch's peak GPU memory of the whole run -----------------
-start=$SECONDS
-run "$PY" - "$OUT_DIR/train_gpu.json" benchmarks/train.py train --kind tagger "${SILVER_TRAIN[@]}" --train-data inspec \
-    "${LAKE_ARGS[@]}" --output-dir "$SCRATCH/tagger" \
-    --mixed-precision "$PRECISION" --epochs "$EPOCHS" --batch-size "$BATCH" --eval inspec_dev "${SILVER_DEV_EVAL[@]}" \
-    --no-tune-hybrid --log-with none --json "$OUT_DIR/train.json" "${TRAIN_LIMITS[@]}" "${EVAL_LIMIT[@]}" <<'EOF'
+run "$(( $(left) - 60 ))" "$PY" - "$OUT_DIR/train_gpu.json" benchmarks/train.py train --kind tagger \
+    --base "$ENCODER" --train-data "$DATA/keyphrase/pubmed_silver_train.jsonl" inspec semeval2017 \
+    --output-dir "$SCRATCH/tagger" --mixed-precision "$PRECISION" --epochs "$EPOCHS" --batch-size "$BATCH" \
+    --num-threads "$THREADS" --eval inspec_dev semeval2017_dev "$DATA/keyphrase/pubmed_silver_dev.jsonl" \
+    --method ranked --method tagger --no-tune-hybrid --log-with none --json "$OUT_DIR/train.json" \
+    "${TRAIN_LIMITS[@]}" "${EVAL_LIMIT[@]}" <<'EOF' 2>&1 | tee "$OUT_DIR/train.log"
 import json, runpy, sys, time
 out, script, *args = sys.argv[1:]
 sys.argv = [script, *args]
@@ -171,5 +140,37 @@ finally:
     open(out, "w").write(json.dumps(memory))
 EOF
 echo "training step: $((SECONDS - start)) s" >&2
-[ "$MODE" = "dry" ] || { echo "train.json:"; cat "$OUT_DIR/train.json" 2>/dev/null || true; echo; }
-echo "outputs in $OUT_DIR; scratch in $SCRATCH" >&2
+
+# 4. extraction with the trained model -------------------------------------------------------------------------
+start=$SECONDS
+if [ -f "$SCRATCH/tagger/model/span_ranker.skops" ] || [ "$MODE" = "dry" ]; then
+    run "$(( $(left) - 10 ))" "$PY" benchmarks/extract.py --device "$DEVICE" --threads "$THREADS" \
+        --encoder "$ENCODER" --file "$ABSTRACTS" --docs "$MODEL_DOCS" --keybert-docs "$((KEYBERT_DOCS / 4))" \
+        --model "$SCRATCH/tagger/model" --method ranked --method tagger --json 2>&1 | tee "$OUT_DIR/extract_model.log"
+else
+    echo "no trained model with a span ranker: step 4 skipped" >&2
+fi
+echo "model extraction step: $((SECONDS - start)) s" >&2
+
+# summary ------------------------------------------------------------------------------------------------------
+[ "$MODE" = "dry" ] || "$PY" - "$OUT_DIR" <<'EOF' | tee "$OUT_DIR/summary.json"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+def last_json(name):
+    path = out / name
+    lines = [l for l in path.read_text().splitlines() if l.startswith("{")] if path.exists() else []
+    return json.loads(lines[-1]) if lines else None
+summary = {"environment": last_json("environment.json")}
+for name in ("extract", "extract_model"):
+    r = last_json(f"{name}.log")
+    summary[name] = r and {k: r.get(k) for k in ("file", "n_docs", "keybert_timed_docs", "floor_docs_per_s",
+        "kpe_docs_per_s", "kpe_warm_cache_docs_per_s", "kpe_fast_docs_per_s", "keybert_docs_per_s",
+        "speedup_vs_keybert", "speedup_vs_keybert_fast", "fine_tuned", "gpu", "peak_rss_mb")}
+train = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else None
+summary["train"] = train and {k: train.get(k) for k in ("train_seconds", "steps", "precision", "samples_per_second",
+                                                       "validation", "dev")}
+summary["train_gpu"] = json.loads((out / "train_gpu.json").read_text()) if (out / "train_gpu.json").exists() else None
+print(json.dumps(summary, indent=1))
+EOF
+echo "outputs in $OUT_DIR; scratch in $SCRATCH; $SECONDS s in all" >&2

@@ -121,9 +121,10 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
     from kpe.train.kinds import get_kind
 
     offered = list(get_kind(result.kind).methods)  # the kind's own method first; mlm: the encoder for keybert-ft
-    method = offered[0] if offered else "keybert-ft"
+    methods = args.method or [offered[0] if offered else "keybert-ft"]
     for name, docs in eval_sets(args.eval, args.lake, args.limit, args.silver_limit).items():
-        summary["dev"][name] = score(method, str(result.model_dir), docs, name)
+        rows = [score(method, str(result.model_dir), docs, name) for method in methods]
+        summary["dev"][name] = rows[0] if len(rows) == 1 else {row["method"]: row for row in rows}
     print(json.dumps(summary, indent=2, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
@@ -388,6 +389,8 @@ def main() -> None:
     p_lake.add_argument("--file", type=Path, default=DEFAULT_MEDLINE)
     p_train = sub.add_parser("train", help="train (other options go to kpe.train), then score on --eval sets")
     p_train.add_argument("--eval", nargs="*", default=["inspec_dev"])
+    p_train.add_argument("--method", action="append", default=None,
+                         help="method to score the model with (repeatable; default: the kind's own)")
     p_train.add_argument("--lake", type=Path, default=None, help="benchmark lake folder (for pubmed_silver_dev)")
     p_train.add_argument("--limit", type=int, default=None)
     p_train.add_argument("--silver-limit", type=int, default=None)
