@@ -22,8 +22,8 @@
 #      whole silver dev split; peak GPU memory of the run.
 #   4. extraction with that model (`ranked`, `tagger`) on MODEL_DOCS abstracts of the same file, if time is left.
 # Every step runs under its share of BUDGET seconds (`timeout`), and a failed or stopped step does not stop the next.
-# Environment knobs: EPOCHS (4), BATCH (16), KEYBERT_DOCS (1000), EXTRACT_DOCS (0 = all), MODEL_DOCS (5000),
-# BUDGET (575 s), EXTRACT_LIMIT (200 s), SCRATCH (a temp dir).
+# Environment knobs: EPOCHS (4), BATCH (16), KEYBERT_DOCS (1000), EXTRACT_DOCS (0 = all), MODEL_DOCS (5000; 0 skips
+# step 4), METHODS ("ranked tagger": scored in step 3), BUDGET (575 s), EXTRACT_LIMIT (200 s), SCRATCH (a temp dir).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +73,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export KPE_SHARED_DATA_DIR="$SCRATCH/data"
 EPOCHS="${EPOCHS:-4}"; BATCH="${BATCH:-16}"; KEYBERT_DOCS="${KEYBERT_DOCS:-1000}"; EXTRACT_DOCS="${EXTRACT_DOCS:-0}"
 MODEL_DOCS="${MODEL_DOCS:-5000}"; BUDGET="${BUDGET:-575}"; EXTRACT_LIMIT="${EXTRACT_LIMIT:-200}"
+SCORE_METHODS=(); for m in ${METHODS:-ranked tagger}; do SCORE_METHODS+=(--method "$m"); done
 DEVICE=cuda; PRECISION=bf16; THREADS=16; TRAIN_LIMITS=(); EVAL_LIMIT=()
 if [ "$MODE" = "smoke" ]; then  # tiny and on the CPU: 40 abstracts, 3 steps, 20 documents a set
     DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8
@@ -119,13 +120,15 @@ echo "extraction step: $((SECONDS - start)) s" >&2
 
 # 3. bf16 training on silver + Inspec + SemEval-2017 train, scored; torch's peak GPU memory of the run -----------
 start=$SECONDS
-run "$(( $(left) - 60 ))" "$PY" - "$OUT_DIR/train_gpu.json" benchmarks/train.py train --kind tagger \
+reserve=10; [ "$MODEL_DOCS" -gt 0 ] && reserve=60  # seconds kept for step 4
+run "$(( $(left) - reserve ))" "$PY" - "$OUT_DIR/train_gpu.json" benchmarks/train.py train --kind tagger \
     --base "$ENCODER" --train-data "$DATA/keyphrase/pubmed_silver_train.jsonl" inspec semeval2017 \
     --output-dir "$SCRATCH/tagger" --mixed-precision "$PRECISION" --epochs "$EPOCHS" --batch-size "$BATCH" \
     --num-threads "$THREADS" --eval inspec_dev semeval2017_dev "$DATA/keyphrase/pubmed_silver_dev.jsonl" \
-    --method ranked --method tagger --no-tune-hybrid --log-with none --json "$OUT_DIR/train.json" \
+    "${SCORE_METHODS[@]}" --no-tune-hybrid --log-with none --json "$OUT_DIR/train.json" \
     "${TRAIN_LIMITS[@]}" "${EVAL_LIMIT[@]}" <<'EOF' 2>&1 | tee "$OUT_DIR/train.log"
-import json, runpy, sys, time
+import json, runpy, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` stops it: still write what was measured
 out, script, *args = sys.argv[1:]
 sys.argv = [script, *args]
 started = time.perf_counter()
@@ -143,12 +146,12 @@ echo "training step: $((SECONDS - start)) s" >&2
 
 # 4. extraction with the trained model -------------------------------------------------------------------------
 start=$SECONDS
-if [ -f "$SCRATCH/tagger/model/span_ranker.skops" ] || [ "$MODE" = "dry" ]; then
+if [ "$MODEL_DOCS" -gt 0 ] && { [ -f "$SCRATCH/tagger/model/span_ranker.skops" ] || [ "$MODE" = "dry" ]; }; then
     run "$(( $(left) - 10 ))" "$PY" benchmarks/extract.py --device "$DEVICE" --threads "$THREADS" \
         --encoder "$ENCODER" --file "$ABSTRACTS" --docs "$MODEL_DOCS" --keybert-docs "$((KEYBERT_DOCS / 4))" \
         --model "$SCRATCH/tagger/model" --method ranked --method tagger --json 2>&1 | tee "$OUT_DIR/extract_model.log"
 else
-    echo "no trained model with a span ranker: step 4 skipped" >&2
+    echo "step 4 skipped (MODEL_DOCS=0, or no trained model with a span ranker)" >&2
 fi
 echo "model extraction step: $((SECONDS - start)) s" >&2
 
