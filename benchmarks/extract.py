@@ -29,7 +29,9 @@ other documents (warm-up, not timed). Timed:
 dev (500) and a PubMed silver set (the first 500 records of pubmed21n1298 with an author keyword in the
 text), kpe, kpe fast and the fine-tuned methods vs plain KeyBERT. ``--levers`` times each speed lever on its own
 (cumulative). ``--rss-file`` runs the default engine alone, in a child process, over every abstract of a MEDLINE
-file in batches of ``settings.extract_batch_size`` and reports its peak RSS.
+file in batches of ``settings.extract_batch_size`` and reports its peak RSS. ``--processes N`` also runs the default
+and fast engines in N processes at once over shards of the documents (``benchmarks/extract_processes.py``; on a GPU
+the engine is CPU-bound, and this is how a machine's cores add up), each with ``--threads / N`` torch threads.
 """
 
 from __future__ import annotations
@@ -186,6 +188,26 @@ class Bench:
         return self.timed(run, docs)
 
 
+def sharded_rates(args: argparse.Namespace, bench: Bench, single: dict[str, tuple[float, list[list[str]]]]
+                  ) -> dict[str, Any]:
+    """The default and fast engines in ``--processes`` processes at once (``benchmarks/extract_processes.py``):
+    docs/s together, the gain over one process, and whether they return what one process returned."""
+    from benchmarks.extract_processes import sharded_run
+
+    n, threads = len(bench.docs), max(1, args.threads // args.processes)
+    out: dict[str, Any] = {"n": args.processes, "threads_per_process": threads}
+    for name, (one_s, one_out) in single.items():
+        seconds, phrases = sharded_run(bench.docs, bench.warmup, processes=args.processes, threads=threads,
+                                       device=args.device, model_path=bench.model_path,
+                                       cache_dir=Path(bench.tmp.name) / f"sharded-{name}", fast=name == "kpe_fast")
+        out[f"{name}_docs_per_s"] = round(n / seconds, 2)
+        out[f"{name}_vs_one_process"] = round(one_s / seconds, 2)
+        out[f"{name}_top10_agreement_with_one_process"] = round(agreement(phrases, one_out), 4)
+        print(f"{name} in {args.processes} processes: {n / seconds:.2f} docs/s ({one_s / seconds:.2f}x one)",
+              file=sys.stderr, flush=True)
+    return out
+
+
 def engine_stats(engine: Any, n_docs: int) -> dict[str, Any]:
     counts = dict(engine.ranker.counts)
     docs = max(counts.get("documents", 0), 1)
@@ -303,6 +325,8 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for method, extractor in tuned.items():
         tuned_s[method], _ = bench.kpe(extractor)
         log(f"{method} ({args.model}): {n / tuned_s[method]:.2f} docs/s")
+    sharded = sharded_rates(args, bench, {"kpe": (kpe_s, kpe_out), "kpe_fast": (fast_s, fast_out)}) \
+        if args.processes > 1 else None
 
     result: dict[str, Any] = {
         "n_docs": n,
@@ -339,6 +363,8 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "fine_tuned": {method: {"model": args.model, "docs_per_s": round(n / sec, 2),
                                 "speedup_vs_keybert": round(keybert_s / sec, 2)} for method, sec in tuned_s.items()},
     }
+    if sharded:
+        result["processes"] = sharded
     quality_sets = None
     if args.quality or args.levers_quality:
         quality_sets = dict(zip(QUALITY_SETS, (inspec_dev(), pubmed_silver(500))))
@@ -442,6 +468,8 @@ def main() -> None:
                         help="time plain KeyBERT and the KeyBERT mode on the first N documents only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also time the default and fast engines in N processes at once (GPU: CPU-bound)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", help="a fine-tuned model dir: also time (and with --quality score) its methods")
     parser.add_argument("--method", action="append", help="a method of --model (repeatable; default: hybrid)")

@@ -13,17 +13,20 @@
 #      transformers, sentence-transformers, accelerate, scikit-learn) plus the project's other dependencies from
 #      .whl/ (installed with --no-index into a scratch folder); then benchmarks/gpu_carry.py unpack: the encoder
 #      back to fp32, the sets into $SCRATCH/data laid out as the shared data folder.
-#   2. extraction: benchmarks/extract.py --device cuda on every abstract of pubmed20n0014.xml.gz (30,000 records,
-#      14,9xx with an abstract): floor, kpe default (cold and warm cache), kpe fast, plain KeyBERT and the KeyBERT
-#      mode (timed on KEYBERT_DOCS of them).
+#   2. extraction: benchmarks/extract.py --device cuda on EXTRACT_DOCS abstracts of pubmed20n0014.xml.gz (the
+#      30,000-record file; 14,871 have an abstract): floor, kpe default (cold and warm cache), kpe fast, plain KeyBERT
+#      and the KeyBERT mode (on KEYBERT_DOCS of them), then default and fast in PROCESSES processes at once (one
+#      process is CPU-bound on a GPU: about 60 docs/s cold, 180 warm on an H200, 2026-11-30).
 #   3. training: benchmarks/train.py train --kind tagger --mixed-precision bf16 on the PubMed silver train split +
 #      Inspec train + SemEval-2017 train (the production tagger's sources), EPOCHS epochs of BATCH, then the span
-#      ranker on the validation slice; scored with `ranked` and `tagger` on Inspec dev, SemEval-2017 dev and the
-#      whole silver dev split; peak GPU memory of the run.
+#      ranker on the validation slice; scored with METHODS on Inspec dev, SemEval-2017 dev and the whole silver dev
+#      split; peak GPU memory of the run.
 #   4. extraction with that model (`ranked`, `tagger`) on MODEL_DOCS abstracts of the same file, if time is left.
 # Every step runs under its share of BUDGET seconds (`timeout`), and a failed or stopped step does not stop the next.
-# Environment knobs: EPOCHS (4), BATCH (16), KEYBERT_DOCS (1000), EXTRACT_DOCS (0 = all), MODEL_DOCS (5000; 0 skips
-# step 4), METHODS ("ranked tagger": scored in step 3), BUDGET (575 s), EXTRACT_LIMIT (200 s), SCRATCH (a temp dir).
+# Environment knobs: EPOCHS (1), BATCH (32), EXTRACT_DOCS (3000; 0 = all), KEYBERT_DOCS (300), PROCESSES (12),
+# MODEL_DOCS (2000; 0 skips step 4), METHODS ("ranked"), BUDGET (575 s), EXTRACT_LIMIT (240 s), SCRATCH (a temp dir).
+# Sized from the first H200 run (2026-11-30): 4 epochs at batch 16 took 3:38 and one process extracting all 14,871
+# abstracts would take minutes a pass, so the defaults fit one 10-minute call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,12 +74,13 @@ SCRATCH="${SCRATCH:-$(mktemp -d /tmp/kpe-gpu-XXXXXX)}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export KPE_SHARED_DATA_DIR="$SCRATCH/data"
-EPOCHS="${EPOCHS:-4}"; BATCH="${BATCH:-16}"; KEYBERT_DOCS="${KEYBERT_DOCS:-1000}"; EXTRACT_DOCS="${EXTRACT_DOCS:-0}"
-MODEL_DOCS="${MODEL_DOCS:-5000}"; BUDGET="${BUDGET:-575}"; EXTRACT_LIMIT="${EXTRACT_LIMIT:-200}"
-SCORE_METHODS=(); for m in ${METHODS:-ranked tagger}; do SCORE_METHODS+=(--method "$m"); done
+EPOCHS="${EPOCHS:-1}"; BATCH="${BATCH:-32}"; KEYBERT_DOCS="${KEYBERT_DOCS:-300}"; EXTRACT_DOCS="${EXTRACT_DOCS:-3000}"
+MODEL_DOCS="${MODEL_DOCS:-2000}"; BUDGET="${BUDGET:-575}"; EXTRACT_LIMIT="${EXTRACT_LIMIT:-240}"
+PROCESSES="${PROCESSES:-12}"
+SCORE_METHODS=(); for m in ${METHODS:-ranked}; do SCORE_METHODS+=(--method "$m"); done
 DEVICE=cuda; PRECISION=bf16; THREADS=16; TRAIN_LIMITS=(); EVAL_LIMIT=()
 if [ "$MODE" = "smoke" ]; then  # tiny and on the CPU: 40 abstracts, 3 steps, 20 documents a set
-    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8
+    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8; PROCESSES=2
     TRAIN_LIMITS=(--max-docs 40 --max-val-docs 20 --max-steps 3); EVAL_LIMIT=(--limit 20)
 fi
 if [ ! -d .carry/encoder ] && [ "$MODE" != "dry" ]; then
@@ -115,7 +119,8 @@ DATA="$SCRATCH/data"; ENCODER="$SCRATCH/encoder"; ABSTRACTS="$DATA/pubmed20n0014
 start=$SECONDS
 limit=$(left); [ "$limit" -gt "$EXTRACT_LIMIT" ] && limit=$EXTRACT_LIMIT
 run "$limit" "$PY" benchmarks/extract.py --device "$DEVICE" --threads "$THREADS" --encoder "$ENCODER" \
-    --file "$ABSTRACTS" --docs "$EXTRACT_DOCS" --keybert-docs "$KEYBERT_DOCS" --json 2>&1 | tee "$OUT_DIR/extract.log"
+    --file "$ABSTRACTS" --docs "$EXTRACT_DOCS" --keybert-docs "$KEYBERT_DOCS" --processes "$PROCESSES" --json 2>&1 \
+    | tee "$OUT_DIR/extract.log"
 echo "extraction step: $((SECONDS - start)) s" >&2
 
 # 3. bf16 training on silver + Inspec + SemEval-2017 train, scored; torch's peak GPU memory of the run -----------
@@ -169,7 +174,7 @@ for name in ("extract", "extract_model"):
     r = last_json(f"{name}.log")
     summary[name] = r and {k: r.get(k) for k in ("file", "n_docs", "keybert_timed_docs", "floor_docs_per_s",
         "kpe_docs_per_s", "kpe_warm_cache_docs_per_s", "kpe_fast_docs_per_s", "keybert_docs_per_s",
-        "speedup_vs_keybert", "speedup_vs_keybert_fast", "fine_tuned", "gpu", "peak_rss_mb")}
+        "speedup_vs_keybert", "speedup_vs_keybert_fast", "processes", "fine_tuned", "gpu", "peak_rss_mb")}
 train = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else None
 summary["train"] = train and {k: train.get(k) for k in ("train_seconds", "steps", "precision", "samples_per_second",
                                                        "validation", "dev")}

@@ -402,9 +402,11 @@ class SentenceEncoder:
 
     # --- running the model --------------------------------------------------------------------------
 
-    def _forward(self, ids: list[list[int]], width: int) -> tuple:
+    def _forward(self, ids: list[list[int]], width: int, tokens: bool = True) -> tuple:
         """Run one batch padded to ``width`` (the texts' canonical length); returns (sentence embeddings, token
-        embeddings) on CPU. A batch of fewer than ``MIN_FORWARD_TOKENS`` token rows is filled up with copies."""
+        embeddings or ``None`` without ``tokens``) on CPU: on a GPU the token vectors of a batch are 100 MB, so
+        they are copied off the device only when asked for. A batch of fewer than ``MIN_FORWARD_TOKENS`` token rows
+        is filled up with copies."""
         import torch
 
         n = len(ids)
@@ -414,13 +416,14 @@ class SentenceEncoder:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         with torch.inference_mode(), precision_context(self.precision, self.device):
             out = self.model(features)
-        return out["sentence_embedding"][:n].float().cpu(), out["token_embeddings"][:n].float().cpu()
+        token_embeddings = out["token_embeddings"][:n].float().cpu() if tokens else None
+        return out["sentence_embedding"][:n].float().cpu(), token_embeddings
 
     def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Sentence embeddings ``(n, d)`` float32 of already tokenized inputs (special tokens included)."""
         out = np.zeros((len(ids), self.dimension), dtype=np.float32)
         for width, batch in canonical_batches([len(x) for x in ids], self.batch_tokens, self.max_length):
-            emb, _ = self._forward([ids[i] for i in batch], width)
+            emb, _ = self._forward([ids[i] for i in batch], width, tokens=False)
             out[batch] = emb.numpy()
         return out
 
@@ -428,7 +431,8 @@ class SentenceEncoder:
         """Token ids with special tokens, truncated to the encoder's limit (as sentence-transformers does)."""
         if not texts:
             return []
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False,
+                              return_token_type_ids=False)["input_ids"]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings ``(n, d)`` float32 of short texts (phrases), truncated to the encoder's limit."""
@@ -460,7 +464,7 @@ class SentenceEncoder:
         window_embeddings: list[dict[int, tuple[np.ndarray, int]]] = [{} for _ in texts]
         tokens: list[list[tuple[int, np.ndarray]]] = [[] for _ in texts]
         for width, batch in canonical_batches([len(x) for x in inputs], self.batch_tokens, self.max_length):
-            emb, tok = self._forward([inputs[i] for i in batch], width)
+            emb, tok = self._forward([inputs[i] for i in batch], width, tokens=token_vectors)
             emb_np = emb.numpy()
             for row, i in enumerate(batch):
                 d, first, w = owner[i]

@@ -390,6 +390,9 @@ def test_a_text_is_encoded_the_same_whatever_shares_its_batch(abstracts: list[st
         alone = encoder.encode_documents([abstracts[i]], token_vectors=True, all_windows=True)[0]
         assert np.array_equal(alone.embedding, docs[i].embedding)
         assert np.array_equal(alone.token_vectors, docs[i].token_vectors)
+    plain = encoder.encode_documents(abstracts[:3], all_windows=True)  # token vectors not copied off the device
+    for i in range(3):
+        assert np.array_equal(plain[i].embedding, docs[i].embedding) and plain[i].token_vectors is None
 
 
 @pytest.mark.parametrize("setting", [
