@@ -32,6 +32,8 @@ text), kpe, kpe fast and the fine-tuned methods vs plain KeyBERT. ``--levers`` t
 file in batches of ``settings.extract_batch_size`` and reports its peak RSS. ``--processes N`` also runs the default
 and fast engines in N processes at once over shards of the documents (``benchmarks/extract_processes.py``; on a GPU
 the engine is CPU-bound, and this is how a machine's cores add up), each with ``--threads / N`` torch threads.
+``--null-forward`` replaces the engine's encoder passes by zeros: the documents per second of its own work in one
+process, the most one process can reach however fast the GPU (plain KeyBERT and the floor still run the model).
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ def sharded_rates(args: argparse.Namespace, bench: Bench, single: dict[str, tupl
     for name, (one_s, one_out) in single.items():
         seconds, phrases = sharded_run(bench.docs, bench.warmup, processes=args.processes, threads=threads,
                                        device=args.device, model_path=bench.model_path,
-                                       cache_dir=Path(bench.tmp.name) / f"sharded-{name}", fast=name == "kpe_fast")
+                                       cache_dir=Path(bench.tmp.name) / f"sharded-{name}", fast=name == "kpe_fast",
+                                       null_forward=args.null_forward)
         out[f"{name}_docs_per_s"] = round(n / seconds, 2)
         out[f"{name}_vs_one_process"] = round(one_s / seconds, 2)
         out[f"{name}_top10_agreement_with_one_process"] = round(agreement(phrases, one_out), 4)
@@ -285,10 +288,25 @@ def run_levers(bench: Bench, keybert_dps: float, quality_sets: dict | None) -> l
     return rows
 
 
+def null_forward() -> None:
+    """Make the engine's encoder passes free (zeros of the right shapes): what is left is the engine's own work
+    in one process, the ceiling of one process on a GPU. Plain KeyBERT and the floor are not affected."""
+    import torch
+
+    from kpe.extract.encoder import SentenceEncoder
+
+    def forward(self: Any, ids: list[list[int]], width: int, tokens: bool = True) -> tuple:
+        return torch.zeros(len(ids), self.dimension), torch.zeros(len(ids), width, self.dimension) if tokens else None
+
+    SentenceEncoder._forward = forward
+
+
 def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from kpe.extract.methods import build_extractor
 
     load_start = os.getloadavg()[0]
+    if args.null_forward:
+        null_forward()
     all_docs = medline_abstracts(args.file, None if not args.docs else args.docs + WARMUP_DOCS)
     if args.docs and len(all_docs) > args.docs:
         docs, warmup = all_docs[: args.docs], all_docs[args.docs :]
@@ -336,6 +354,7 @@ def main_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "warmup_docs": WARMUP_DOCS,
         "model": bench.model_path,
+        "null_forward": args.null_forward,
         "floor_docs_per_s": round(n / floor_s, 2),
         "keybert_docs_per_s": round(n / keybert_s, 2),
         "kpe_docs_per_s": round(n / kpe_s, 2),
@@ -468,6 +487,8 @@ def main() -> None:
                         help="time plain KeyBERT and the KeyBERT mode on the first N documents only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--null-forward", action="store_true",
+                        help="the engine's encoder passes cost nothing: one process's own work alone (GPU ceiling)")
     parser.add_argument("--processes", type=int, default=1,
                         help="also time the default and fast engines in N processes at once (GPU: CPU-bound)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

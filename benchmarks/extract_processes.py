@@ -25,6 +25,10 @@ def _worker(index: int, texts: list[str], warmup: list[str], options: dict[str, 
 
     torch.set_num_threads(options["threads"])
     fast = options.pop("fast")
+    if options.pop("null_forward"):
+        from benchmarks.extract import null_forward
+
+        null_forward()
     config = (ExtractionConfig.fast if fast else ExtractionConfig)(**options)
     engine = KeyphraseEngine(config, model_path=model_path, cache_dir=Path(cache_dir) / f"process-{index}")
     engine.extract(warmup)
@@ -36,13 +40,14 @@ def _worker(index: int, texts: list[str], warmup: list[str], options: dict[str, 
 
 
 def sharded_run(docs: list[str], warmup: list[str], *, processes: int, threads: int, device: str,
-                model_path: str, cache_dir: Path, fast: bool = False) -> tuple[float, list[list[str]]]:
+                model_path: str, cache_dir: Path, fast: bool = False, null_forward: bool = False
+                ) -> tuple[float, list[list[str]]]:
     """``(seconds, keyphrases of every document in order)`` of ``processes`` engines over contiguous shards."""
     context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     size = -(-len(docs) // processes)
     shards = [docs[i * size : (i + 1) * size] for i in range(processes)]
-    options = {"threads": threads, "device": device, "fast": fast}
+    options = {"threads": threads, "device": device, "fast": fast, "null_forward": null_forward}
     workers = [context.Process(target=_worker, args=(i, shard, warmup, dict(options), model_path, str(cache_dir),
                                                      ready, start, results))
                for i, shard in enumerate(shards)]

@@ -24,7 +24,8 @@
 #   4. extraction with that model (`ranked`, `tagger`) on MODEL_DOCS abstracts of the same file, if time is left.
 # Every step runs under its share of BUDGET seconds (`timeout`), and a failed or stopped step does not stop the next.
 # Environment knobs: EPOCHS (1), BATCH (32), EXTRACT_DOCS (3000; 0 = all), KEYBERT_DOCS (300), PROCESSES (12),
-# MODEL_DOCS (2000; 0 skips step 4), METHODS ("ranked"), BUDGET (575 s), EXTRACT_LIMIT (240 s), SCRATCH (a temp dir).
+# WORKERS (4: training data-loader processes), MODEL_DOCS (2000; 0 skips step 4), METHODS ("ranked"), BUDGET
+# (575 s), EXTRACT_LIMIT (240 s), SCRATCH (a temp dir).
 # Sized from the first H200 run (2026-11-30): 4 epochs at batch 16 took 3:38 and one process extracting all 14,871
 # abstracts would take minutes a pass, so the defaults fit one 10-minute call.
 set -uo pipefail
@@ -76,11 +77,12 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export KPE_SHARED_DATA_DIR="$SCRATCH/data"
 EPOCHS="${EPOCHS:-1}"; BATCH="${BATCH:-32}"; KEYBERT_DOCS="${KEYBERT_DOCS:-300}"; EXTRACT_DOCS="${EXTRACT_DOCS:-3000}"
 MODEL_DOCS="${MODEL_DOCS:-2000}"; BUDGET="${BUDGET:-575}"; EXTRACT_LIMIT="${EXTRACT_LIMIT:-240}"
-PROCESSES="${PROCESSES:-12}"
+PROCESSES="${PROCESSES:-12}"; WORKERS="${WORKERS:-4}"
 SCORE_METHODS=(); for m in ${METHODS:-ranked}; do SCORE_METHODS+=(--method "$m"); done
 DEVICE=cuda; PRECISION=bf16; THREADS=16; TRAIN_LIMITS=(); EVAL_LIMIT=()
 if [ "$MODE" = "smoke" ]; then  # tiny and on the CPU: 40 abstracts, 3 steps, 20 documents a set
-    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8; PROCESSES=2
+    DEVICE=cpu; PRECISION=no; THREADS=2; EXTRACT_DOCS=40; KEYBERT_DOCS=10; MODEL_DOCS=20; BATCH=8
+    PROCESSES=2; WORKERS=2
     TRAIN_LIMITS=(--max-docs 40 --max-val-docs 20 --max-steps 3); EVAL_LIMIT=(--limit 20)
 fi
 if [ ! -d .carry/encoder ] && [ "$MODE" != "dry" ]; then
@@ -129,7 +131,8 @@ reserve=10; [ "$MODEL_DOCS" -gt 0 ] && reserve=60  # seconds kept for step 4
 run "$(( $(left) - reserve ))" "$PY" - "$OUT_DIR/train_gpu.json" benchmarks/train.py train --kind tagger \
     --base "$ENCODER" --train-data "$DATA/keyphrase/pubmed_silver_train.jsonl" inspec semeval2017 \
     --output-dir "$SCRATCH/tagger" --mixed-precision "$PRECISION" --epochs "$EPOCHS" --batch-size "$BATCH" \
-    --num-threads "$THREADS" --eval inspec_dev semeval2017_dev "$DATA/keyphrase/pubmed_silver_dev.jsonl" \
+    --num-threads "$THREADS" --num-workers "$WORKERS" \
+    --eval inspec_dev semeval2017_dev "$DATA/keyphrase/pubmed_silver_dev.jsonl" \
     "${SCORE_METHODS[@]}" --no-tune-hybrid --log-with none --json "$OUT_DIR/train.json" \
     "${TRAIN_LIMITS[@]}" "${EVAL_LIMIT[@]}" <<'EOF' 2>&1 | tee "$OUT_DIR/train.log"
 import json, runpy, signal, sys, time
