@@ -109,7 +109,8 @@ def candidate_spans(
         raise ValueError(f"ngram_range must be (low, high) with 1 <= low <= high, got {ngram_range}")
     found: dict[str, Candidate] = {}
     for run in _clauses(text or ""):
-        lowered = [w.lower() for w, _, _ in run]
+        words = [w for w, _, _ in run]
+        lowered = [w.lower() for w in words]
         stop = [w in stop_words for w in lowered]
         number = [_is_number(w) for w in lowered]
         for i in range(len(run)):
@@ -126,7 +127,7 @@ def candidate_spans(
                 if n == 1 and len(lowered[i]) < 2:
                     continue
                 start, end = run[i][1], run[j][2]
-                surface = " ".join(w for w, _, _ in run[i : j + 1])
+                surface = " ".join(words[i : j + 1])
                 key = surface.lower()
                 cand = found.get(key)
                 if cand is None:

@@ -97,18 +97,17 @@ def locate(text: str, phrase: str) -> list[tuple[int, int]]:
 def pooled_token_vectors(enc: DocumentEncoding, candidates: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
     """Mean token vector over every occurrence of each candidate, and which candidates had any token."""
     assert enc.token_vectors is not None and enc.token_starts is not None and enc.token_ends is not None
-    rows: list[int] = []
-    cols: list[int] = []
-    for ci, cand in enumerate(candidates):
-        for start, end in cand.spans:
-            first = int(np.searchsorted(enc.token_ends, start, side="right"))
-            stop = int(np.searchsorted(enc.token_starts, end, side="left"))
-            if stop > first:
-                rows.extend([ci] * (stop - first))
-                cols.extend(range(first, stop))
+    owner = np.asarray([ci for ci, cand in enumerate(candidates) for _ in cand.spans], dtype=np.int64)
+    spans = np.asarray([span for cand in candidates for span in cand.spans], dtype=np.int64).reshape(-1, 2)
+    # the tokens of a span: those ending after its start and starting before its end (one search for all spans)
+    first = np.searchsorted(enc.token_ends, spans[:, 0], side="right")
+    length = np.maximum(np.searchsorted(enc.token_starts, spans[:, 1], side="left") - first, 0)
     n, t = len(candidates), len(enc.token_vectors)
-    if not rows:
+    if not length.sum():
         return np.zeros((n, enc.token_vectors.shape[1]), np.float32), np.zeros(n, dtype=bool)
+    rows = np.repeat(owner, length)
+    offsets = np.repeat(np.cumsum(length) - length, length)  # where each span's run of tokens starts in ``rows``
+    cols = np.repeat(first, length) + np.arange(len(rows)) - offsets
     pool = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, t))
     counts = np.asarray(pool.sum(axis=1)).ravel()
     vectors = np.asarray(pool @ enc.token_vectors) / np.maximum(counts, 1)[:, None]
