@@ -96,7 +96,7 @@ def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_prob
             if key not in decoded or span.score > decoded[key][0]:
                 decoded[key] = (span.score, span.phrase)
     for span in soft_spans(text, word_spans, word_probs, pooling):
-        key = normalize_phrase(span.phrase)
+        key = span.key  # normalize_phrase(span.phrase), composed from its words' keys
         if key:
             scores.setdefault(key, []).append(span.score)
             first[key] = min(first.get(key, span.start), span.start)

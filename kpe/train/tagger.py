@@ -71,8 +71,8 @@ def tagger_features(
 
 @dataclass(slots=True)
 class SpanScore:
-    """A decoded span: surface text, character offsets, score; ``key``: its ``normalize_phrase`` once
-    :func:`rank_spans` has ranked it."""
+    """A decoded span: surface text, character offsets, score; ``key``: its ``normalize_phrase`` (set by
+    :func:`soft_spans`, and by :func:`rank_spans` once it has ranked a span; empty until then)."""
 
     phrase: str
     start: int
@@ -121,7 +121,7 @@ def rank_spans(spans: Sequence[SpanScore], long: bool = False, limit: int | None
         for span in sorted(spans, key=lambda s: (-s.score, s.start)):
             if limit is not None and len(kept) >= limit:
                 break
-            key = normalize_phrase(span.phrase)
+            key = span.key or normalize_phrase(span.phrase)
             if key and key not in seen:
                 seen.add(key)
                 span.key = key
@@ -131,7 +131,7 @@ def rank_spans(spans: Sequence[SpanScore], long: bool = False, limit: int | None
     count: dict[str, int] = {}
     first: dict[str, int] = {}
     for span in spans:
-        key = normalize_phrase(span.phrase)
+        key = span.key or normalize_phrase(span.phrase)
         if not key:
             continue
         count[key] = count.get(key, 0) + 1
@@ -167,21 +167,36 @@ def soft_spans(text: str, word_spans: dict[int, tuple[int, int]], word_probs: di
     groups = [g for g in join_words(text, {w: word_spans[w] for w in word_probs})]
     p_begin = [float(word_probs[g.word_ids[0]][B]) for g in groups]  # of each group's first word
     p_inside = [float(word_probs[g.word_ids[0]][I]) for g in groups]
+    # a span's key from its groups' keys where only white space separates them (the phrase then tokenizes as its
+    # groups do: the same string as normalize_phrase, without stemming every n-gram again)
+    group_keys = [normalize_phrase(text[g.start:g.end]) for g in groups]
+    spaced = [k + 1 < len(groups) and text[groups[k].end:groups[k + 1].start].isspace() for k in range(len(groups))]
     out = []
     for i, group in enumerate(groups):
         if not group.alnum:
             continue
         parts = [p_begin[i]]
+        total = p_begin[i]  # sum(parts), added in the same order as sum() would
+        keys = [group_keys[i]] if group_keys[i] else []
+        composed = True
         for n in range(1, max_words + 1):
             j = i + n - 1
             if j >= len(groups) or not groups[j].alnum:
                 break
             if n > 1:
                 parts.append(p_inside[j])
-            after = [1.0 - p_inside[j + 1]] if j + 1 < len(groups) else []
-            probs = parts + after
-            score = min(probs) if pooling == "min" else sum(probs) / len(probs)
-            out.append(SpanScore(" ".join(text[group.start:groups[j].end].split()), group.start, groups[j].end, score))
+                total += p_inside[j]
+                composed = composed and spaced[j - 1]
+                if group_keys[j]:
+                    keys.append(group_keys[j])
+            after = 1.0 - p_inside[j + 1] if j + 1 < len(groups) else None
+            if pooling == "min":
+                score = min(parts) if after is None else min(min(parts), after)
+            else:
+                score = total / len(parts) if after is None else (total + after) / (len(parts) + 1)
+            phrase = " ".join(text[group.start:groups[j].end].split())
+            key = " ".join(keys) if composed else normalize_phrase(phrase)
+            out.append(SpanScore(phrase, group.start, groups[j].end, score, key))
     return out
 
 

@@ -30,7 +30,7 @@ from kpe.train.span_ranker import (
     ranked_keyphrases,
     span_candidates,
 )
-from kpe.train.tagger import TaggerExtractor, decode_spans
+from kpe.train.tagger import TaggerExtractor, decode_spans, soft_spans
 
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
 
@@ -71,6 +71,8 @@ def test_candidates_hold_every_decoded_span_with_features_and_gold_labels(tagger
             assert row[COLUMN["decoded"]] == float(key in decoded)
             assert row[COLUMN["words"]] == len(key.split())
         assert set(cands.features[:, COLUMN["in_first_sentence"]]) == {0.0, 1.0}  # the title's and the body's
+        soft = soft_spans(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling)
+        assert soft and all(s.key == normalize_phrase(s.phrase) for s in soft)  # keys composed from the words'
         for i, inner in enumerate(cands.keys):  # a longer candidate's score reaches the ones it contains
             for j, outer in enumerate(cands.keys):
                 if i != j and f" {inner} " in f" {outer} ":
