@@ -122,12 +122,17 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> None:
 
     offered = list(get_kind(result.kind).methods)  # the kind's own method first; mlm: the encoder for keybert-ft
     methods = args.method or [offered[0] if offered else "keybert-ft"]
+
+    def write() -> None:  # after training, then after each scored set: a run stopped while scoring keeps the rest
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+
+    write()
     for name, docs in eval_sets(args.eval, args.lake, args.limit, args.silver_limit).items():
         rows = [score(method, str(result.model_dir), docs, name) for method in methods]
         summary["dev"][name] = rows[0] if len(rows) == 1 else {row["method"]: row for row in rows}
+        write()
     print(json.dumps(summary, indent=2, default=str))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
 
 
 def peak_rss_mb() -> float:
