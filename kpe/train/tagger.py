@@ -175,8 +175,7 @@ def soft_spans(text: str, word_spans: dict[int, tuple[int, int]], word_probs: di
     for i, group in enumerate(groups):
         if not group.alnum:
             continue
-        parts = [p_begin[i]]
-        total = p_begin[i]  # sum(parts), added in the same order as sum() would
+        total = low = p_begin[i]  # sum and min of the span's word probabilities (summed in sum()'s order)
         keys = [group_keys[i]] if group_keys[i] else []
         composed = True
         for n in range(1, max_words + 1):
@@ -184,16 +183,16 @@ def soft_spans(text: str, word_spans: dict[int, tuple[int, int]], word_probs: di
             if j >= len(groups) or not groups[j].alnum:
                 break
             if n > 1:
-                parts.append(p_inside[j])
                 total += p_inside[j]
+                low = min(low, p_inside[j])
                 composed = composed and spaced[j - 1]
                 if group_keys[j]:
                     keys.append(group_keys[j])
             after = 1.0 - p_inside[j + 1] if j + 1 < len(groups) else None
             if pooling == "min":
-                score = min(parts) if after is None else min(min(parts), after)
+                score = low if after is None else min(low, after)
             else:
-                score = total / len(parts) if after is None else (total + after) / (len(parts) + 1)
+                score = total / n if after is None else (total + after) / (n + 1)
             phrase = " ".join(text[group.start:groups[j].end].split())
             key = " ".join(keys) if composed else normalize_phrase(phrase)
             out.append(SpanScore(phrase, group.start, groups[j].end, score, key))
