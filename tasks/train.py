@@ -163,9 +163,11 @@ def register_candidate_task(version: str, result: TrainResult, method: str, base
 @task(name="fit-span-ranker", cache_policy=NO_CACHE, log_prints=False)
 def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord, dict[str, Any]]:
     """Copy the files of the registered tagger ``version`` to ``out_dir`` and fit the ``ranked`` method's span ranker
-    there, on the validation slice of the training data it was trained with (documents deleted since left out)."""
+    there, on the validation slice of the training data it was trained with (documents deleted since left out),
+    with a phrase lexicon of its training split."""
     from kpe.train.data import train_val_docs
     from kpe.train.model_card import add_to_model_card
+    from kpe.train.phrase_lexicon import LEXICON_FILE
     from kpe.train.span_ranker import RANKER_FILE, RANKER_SUMMARY, fit_model_ranker
 
     with connect(get_settings().warehouse_path, read_only=True) as con:
@@ -182,13 +184,13 @@ def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord
         raise ValueError(f"the files of {version} are missing ({record.path})")
     config = TrainConfig.model_validate({**record.settings["train_config"],
                                          "exclude_doc_ids": sorted(deleted_doc_ids())})
-    _, val_docs, _ = train_val_docs(config, capped=False)
-    shutil.copytree(record.path, out_dir, ignore=shutil.ignore_patterns(RANKER_FILE, RANKER_SUMMARY))
+    train_docs, val_docs, _ = train_val_docs(config, capped=False)
+    shutil.copytree(record.path, out_dir, ignore=shutil.ignore_patterns(RANKER_FILE, RANKER_SUMMARY, LEXICON_FILE))
     logger = get_run_logger()
     logger.info("fitting a span ranker for %s on %d validation documents", version, len(val_docs))
     try:
         with forward_logs("kpe"):
-            summary = fit_model_ranker(out_dir, val_docs)
+            summary = fit_model_ranker(out_dir, val_docs, lexicon_docs=train_docs)
     except Exception:  # no half-made version left behind
         shutil.rmtree(Path(out_dir).parent, ignore_errors=True)
         raise

@@ -8,12 +8,15 @@ over those features of each candidate: the 30 best soft spans and every decoded 
 evaluation protocol's stemmed match). It is fitted on the training run's **validation slice**: documents of the
 training sources the tagger never trained on, so their tag probabilities are what extraction will see. Each
 source's documents weigh ``1 / sqrt(documents of that source)``, so that a large silver source does not drown the
-benchmark sources out entirely.
+benchmark sources out entirely. With a phrase lexicon of the training split (``kpe.train.phrase_lexicon``: how
+many training documents list a phrase as a keyphrase, how often it is picked where it occurs, how common its words
+are) each candidate also gets :data:`~kpe.train.phrase_lexicon.LEXICON_FEATURES`, and a phrase listed by several
+training documents joins the candidates wherever the document holds it.
 
 The ranker is saved beside the tagger as ``span_ranker.skops`` (``skops.io``: no pickle; loading trusts only the
-tree type scikit-learn's model is made of) and ``span_ranker.json`` (features, counts). A long document (a full
-paper: ``kpe.extract.ranking.is_long_document``) is ranked as the ``tagger`` method ranks it: the ranker was fitted on
-abstracts.
+tree type scikit-learn's model is made of), ``span_ranker.json`` (features, counts) and ``phrase_lexicon.json.gz``.
+A long document (a full paper: ``kpe.extract.ranking.is_long_document``) is ranked as the ``tagger`` method ranks
+it: the ranker was fitted on abstracts.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ import torch
 
 from kpe.extract.methods import Keyphrase, MethodUnavailable
 from kpe.phrases import normalize_phrase
+from kpe.train.phrase_lexicon import (
+    LEXICON_FEATURES,
+    LEXICON_FILE,
+    PhraseLexicon,
+    build_phrase_lexicon,
+    load_phrase_lexicon,
+    save_phrase_lexicon,
+)
 from kpe.train.predict import DEFAULT_TOP_N, device_of, option
 from kpe.train.tagger import TaggerExtractor, decode_spans, is_long_text, rank_keyphrases, soft_spans
 
@@ -78,12 +89,18 @@ class SpanCandidates:
 
     phrases: list[str]
     keys: list[str]
-    features: np.ndarray  # (len(phrases), len(FEATURES)) float32
+    features: np.ndarray  # (len(phrases), len(feature_names(...))) float32
+
+
+def feature_names(lexicon: bool) -> tuple[str, ...]:
+    """The ranker's features: :data:`FEATURES`, then the lexicon's when it has one."""
+    return (*FEATURES, *LEXICON_FEATURES) if lexicon else FEATURES
 
 
 def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_probs: dict[int, np.ndarray],
-                    pooling: str = "mean", pool: int = POOL) -> SpanCandidates:
-    """The ``pool`` best soft spans and every decoded span of one tagged text, with their :data:`FEATURES`."""
+                    pooling: str = "mean", pool: int = POOL, lexicon: PhraseLexicon | None = None) -> SpanCandidates:
+    """The ``pool`` best soft spans and every decoded span of one tagged text, with their :data:`FEATURES`; with a
+    ``lexicon``, also every soft span it knows (:meth:`PhraseLexicon.is_known`), and its features after them."""
     decoded: dict[str, tuple[float, str]] = {}  # best score and its surface form
     scores: dict[str, list[float]] = {}  # every soft-span occurrence's score
     surface: dict[str, tuple[float, str]] = {}
@@ -104,9 +121,10 @@ def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_prob
                 surface[key] = (span.score, span.phrase)
     by_best = sorted(scores, key=lambda k: -max(scores[k]))
     rank = {k: r for r, k in enumerate(by_best)}
-    keys = list(dict.fromkeys([*by_best[:pool], *decoded]))
+    known = [k for k in by_best[pool:] if lexicon.is_known(k)] if lexicon is not None else []
+    keys = list(dict.fromkeys([*by_best[:pool], *decoded, *known]))
     if not keys:
-        return SpanCandidates([], [], np.zeros((0, len(FEATURES)), dtype=np.float32))
+        return SpanCandidates([], [], np.zeros((0, len(feature_names(lexicon is not None))), dtype=np.float32))
     title_end = max(text.find(". "), 0)
     rows = []
     for key in keys:
@@ -121,7 +139,8 @@ def span_candidates(text: str, word_spans: dict[int, tuple[int, int]], word_prob
     fifth = float(best[min(4, len(best) - 1)])
     document = [math.log(len(text) + 1), math.log(1 + len(decoded)), float(best[0]), fifth]
     per_document = np.tile(np.asarray(document, dtype=np.float32), (len(table), 1))
-    features = np.concatenate([table, table[:, :1] - fifth, per_document, _nesting(keys, table[:, 0])], axis=1)
+    columns = [table, table[:, :1] - fifth, per_document, _nesting(keys, table[:, 0])]
+    features = np.concatenate([*columns, *([lexicon.features(keys)] if lexicon is not None else [])], axis=1)
     phrases = [surface[k][1] if k in surface else decoded[k][1] for k in keys]
     return SpanCandidates(phrases, keys, features.astype(np.float32))
 
@@ -194,19 +213,34 @@ def fit_span_ranker(candidates: Sequence[SpanCandidates], labels: Sequence[np.nd
     return model.fit(np.concatenate(rows), y, sample_weight=weights / weights.mean())
 
 
-def save_span_ranker(model: Any, model_dir: Path | str, summary: dict[str, Any]) -> Path:
-    """Write ``span_ranker.skops`` and ``span_ranker.json`` into a tagger's model dir."""
+def save_span_ranker(model: Any, model_dir: Path | str, summary: dict[str, Any],
+                     lexicon: PhraseLexicon | None = None) -> Path:
+    """Write ``span_ranker.skops``, ``span_ranker.json`` (and the lexicon, if any) into a tagger's model dir."""
     import skops.io
 
     path = Path(model_dir) / RANKER_FILE
+    if lexicon is not None:
+        save_phrase_lexicon(lexicon, model_dir)
+    else:
+        (Path(model_dir) / LEXICON_FILE).unlink(missing_ok=True)
     skops.io.dump(model, path)
-    (Path(model_dir) / RANKER_SUMMARY).write_text(json.dumps({"features": list(FEATURES), **summary}, indent=1))
+    features = list(feature_names(lexicon is not None))
+    (Path(model_dir) / RANKER_SUMMARY).write_text(json.dumps({"features": features, **summary}, indent=1))
     return path
+
+
+def ranker_uses_lexicon(model_dir: Path | str) -> bool:
+    """Whether the model dir's span ranker was fitted with a phrase lexicon (its summary lists the features)."""
+    path = Path(model_dir) / RANKER_SUMMARY
+    features = json.loads(path.read_text()).get("features", FEATURES) if path.is_file() else FEATURES
+    if tuple(features) not in (FEATURES, feature_names(True)):
+        raise ValueError(f"{path} lists features this version does not compute: {features}")
+    return tuple(features) == feature_names(True)
 
 
 def load_span_ranker(model_dir: Path | str) -> Any:
     """The span ranker of a tagger's model dir; ``MethodUnavailable`` when it has none, a ``ValueError`` when the file
-    holds anything but a scikit-learn gradient-boosted classifier over :data:`FEATURES`."""
+    holds anything but a scikit-learn gradient-boosted classifier over the features its summary lists."""
     import skops.io
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -218,8 +252,9 @@ def load_span_ranker(model_dir: Path | str) -> Any:
     if untrusted:
         raise ValueError(f"{path} holds types a span ranker does not: {untrusted}; not loaded")
     model = skops.io.load(path, trusted=TRUSTED_TYPES)
-    if not isinstance(model, HistGradientBoostingClassifier) or model.n_features_in_ != len(FEATURES):
-        raise ValueError(f"{path} is not a span ranker over {len(FEATURES)} features: {type(model).__name__}")
+    n_features = len(feature_names(ranker_uses_lexicon(model_dir)))
+    if not isinstance(model, HistGradientBoostingClassifier) or model.n_features_in_ != n_features:
+        raise ValueError(f"{path} is not a span ranker over {n_features} features: {type(model).__name__}")
     return model
 
 
@@ -262,6 +297,8 @@ class RankedExtractor:
         self.tagger = TaggerExtractor(model_path, top_n=top_n, device=device, precision=precision,
                                       batch_tokens=batch_tokens)
         self.ranker = load_span_ranker(self.tagger.model_path)
+        self.lexicon = load_phrase_lexicon(self.tagger.model_path) if ranker_uses_lexicon(
+            self.tagger.model_path) else None
         self.top_n = top_n
         self.min_score = stored_min_score(self.tagger.model_path) if min_score is None else float(min_score)
 
@@ -280,7 +317,7 @@ class RankedExtractor:
                                          self.top_n)[: self.top_n]
             else:
                 short.append((i, span_candidates(docs[i], tagged.word_spans, tagged.word_probs,
-                                                 self.tagger.pooling)))
+                                                 self.tagger.pooling, lexicon=self.lexicon)))
         for (i, _), ranked in zip(short, ranked_keyphrases(self.ranker, [c for _, c in short], self.top_n,
                                                            self.min_score)):
             out[i] = ranked
@@ -295,9 +332,11 @@ def build_ranked(model_path: str | None, config: Any = None) -> RankedExtractor:
                            min_score=option(config, "ranked_min_score", None))
 
 
-def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64) -> dict[str, Any]:
+def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64,
+                     lexicon_docs: Sequence[Any] = ()) -> dict[str, Any]:
     """Tag ``docs`` (``.text``, ``.keyphrases``, ``.dataset``: a validation slice, never a benchmark's dev set) with
-    the model dir's tagger, fit its span ranker and save it; returns the summary stored beside it."""
+    the model dir's tagger, fit its span ranker and save it; returns the summary stored beside it. With
+    ``lexicon_docs`` (the training split: never ``docs`` themselves) the ranker gets a phrase lexicon of them."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -305,13 +344,15 @@ def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64
     if not short:
         raise ValueError(f"no validation document with text to fit a span ranker on ({len(docs)} given, full papers "
                          "left out)")
+    lexicon = build_phrase_lexicon(lexicon_docs) if lexicon_docs else None
     tagger = TaggerExtractor(model_dir)
     candidates: list[SpanCandidates] = []
     with tqdm(total=len(short), desc="span ranker: tag the validation slice", unit="doc", mininterval=2.0) as bar:
         for at in range(0, len(short), batch):
             part = short[at: at + batch]
             for doc, tagged in zip(part, tagger.tag([d.text for d in part])):
-                candidates.append(span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling))
+                candidates.append(span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling,
+                                                  lexicon=lexicon))
             bar.update(len(part))
     labels, n_gold = zip(*(present_gold_labels(c, d.text, d.keyphrases) for c, d in zip(candidates, short)))
     sources = [d.dataset for d in short]
@@ -321,9 +362,10 @@ def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64
     summary = {"fitted_on": "validation slice of the training data", "docs": per_source,
                "candidates": int(sum(len(c.phrases) for c in candidates)),
                "gold_candidates": int(sum(int(y.sum()) for y in labels)), "pool": POOL,
+               "lexicon": lexicon.summary() if lexicon is not None else None,
                "min_score": min_score, "cross_fitted_f1@M_by_min_score": f1_by_min_score, "params": RANKER_PARAMS,
                "precision": tagger.precision, "seconds": round(time.perf_counter() - started, 1)}
-    save_span_ranker(model, model_dir, summary)
+    save_span_ranker(model, model_dir, summary, lexicon)
     log.info("span ranker fitted on %s validation documents (%d candidates) in %.0f s", per_source,
              summary["candidates"], summary["seconds"])
     return summary

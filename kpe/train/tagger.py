@@ -342,8 +342,9 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
         if config.tune_hybrid:  # on the validation slice of the training data, never on a benchmark dev set
             out["hybrid"] = _optional_step("hybrid weight tuning (hybrid uses its default)", tune_hybrid_weight,
                                            model_dir, val_docs)
-        if config.fit_span_ranker:  # on the whole validation slice (kpe.train.span_ranker)
-            out["span_ranker"] = _optional_step("span ranker fit (no ranked method)", fit_model_ranker, model_dir,
+        if config.fit_span_ranker:  # on the whole validation slice, a lexicon of the training split
+            out["span_ranker"] = _optional_step("span ranker fit (no ranked method)",
+                                                partial(fit_model_ranker, lexicon_docs=train_docs), model_dir,
                                                 all_val_docs)
         return out
 

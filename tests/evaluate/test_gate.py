@@ -289,7 +289,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     try:
         row = get_model(con, version)
         assert row.status == result["status"] and row.kind == "tagger" and row.method == result["method"]
-        assert (Path(row.path) / "config.json").is_file()
+        assert (Path(row.path) / "config.json").is_file() and (Path(row.path) / "phrase_lexicon.json.gz").is_file()
         assert not (Path(row.path).parent / "checkpoints").exists()
         card = read_model_card(row.path)  # the model card carries the gate's decision and the training facts
         assert card["gate"]["status"] == result["status"] and card["gate"]["reason"] == decision["reason"]
@@ -354,8 +354,8 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
     prefect_harness, kpe_env, tiny_encoder: Path, shared_data: Path,
 ) -> None:
     """A tagger registered without a span ranker (as taggers were before): `kpe models fit-ranker` fits one on the
-    validation slice of the tagger's own training data into a new version, which the gate measures with every
-    tagger method; the old version's files are left as they were."""
+    validation slice of the tagger's own training data, with a lexicon of its training split, into a new version,
+    which the gate measures with every tagger method; the old version's files are left as they were."""
     from typer.testing import CliRunner
 
     from flows.cli.models import models_app
@@ -365,6 +365,7 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
     from kpe.train import TrainConfig, train
     from kpe.train.data import train_val_docs
     from kpe.train.model_card import read_model_card
+    from kpe.train.phrase_lexicon import load_phrase_lexicon
     from kpe.train.span_ranker import RANKER_FILE
     from warehouse.db import connect
     from warehouse.models import get_model
@@ -381,7 +382,7 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
 
     result = fit_ranker(version=old, gate_limit=8)
     new = result["version"]
-    validation = train_val_docs(config, capped=False)[1]  # its run's whole validation slice, not max_val_docs
+    training, validation = train_val_docs(config, capped=False)[:2]  # the whole slice, not max_val_docs
     assert new != old and result["span_ranker"]["docs"] == {"inspec": len(validation)} and len(validation) > 4
     means = result["decision"]["method_choice"]["mean_f1@5_present"]
     assert set(means) == {"tagger", "hybrid", "ranked", "keybert-ft"} and result["method"] == max(means, key=means.get)
@@ -391,6 +392,8 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
     assert row.kind == "tagger" and row.settings["span_ranker_for"] == old and row.data["span_ranker"]["candidates"] > 0
     assert (Path(row.path) / RANKER_FILE).is_file() and (Path(row.path) / "model.safetensors").is_file()
     assert not (Path(before.path) / RANKER_FILE).exists() and before.status == "candidate"
+    assert row.data["span_ranker"]["lexicon"]["documents"] == len(training)  # counted on its training split
+    assert load_phrase_lexicon(row.path).documents == len(training)
     assert read_model_card(row.path)["data"]["span_ranker"]["min_score"] == result["span_ranker"]["min_score"]
 
     refused = CliRunner().invoke(models_app, ["fit-ranker", not_a_tagger])

@@ -15,14 +15,17 @@ import pytest
 from kpe.datasets import GoldDocument, load_benchmark
 from kpe.evaluate.metrics import evaluate_predictions, phrase_key
 from kpe.extract.methods import MethodUnavailable, build_extractor
-from kpe.phrases import normalize_phrase
+from kpe.phrases import normalize_phrase, stem_tokens
 from kpe.train import TrainConfig, train
+from kpe.train.phrase_lexicon import LEXICON_FEATURES, LEXICON_FILE, build_phrase_lexicon
 from kpe.train.span_ranker import (
     ALWAYS_KEEP,
     FEATURES,
     MIN_SCORES,
     RANKER_FILE,
+    RANKER_SUMMARY,
     SpanCandidates,
+    feature_names,
     fit_model_ranker,
     fit_span_ranker,
     load_span_ranker,
@@ -149,3 +152,43 @@ def test_ranked_extraction_keeps_five_then_the_confident_and_ranks_long_papers_a
 
     only_five = build_extractor("ranked", str(model), {"precision": "fp32", "ranked_min_score": 1.01})
     assert [len(k) for k in only_five.extract(texts)] == [ALWAYS_KEEP] * len(texts)
+
+
+def test_a_phrase_lexicon_adds_known_phrases_and_its_features_and_travels_with_the_ranker(
+        tagger_dir: Path, inspec, tmp_path: Path):
+    """Counted on training abstracts the ranker never fits on; a known phrase of the text joins the pool; the
+    extractor loads the lexicon the ranker was fitted with and refuses to run without it."""
+    train_docs, dev_docs = inspec
+    lexicon = build_phrase_lexicon(train_docs[120:])
+    tagger = TaggerExtractor(tagger_dir, precision="fp32")
+    joined = 0
+    for doc, tagged in zip(dev_docs[:20], tagger.tag([d.text for d in dev_docs[:20]])):
+        plain = span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling, pool=5)
+        cands = span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling, pool=5,
+                                lexicon=lexicon)
+        assert cands.keys[: len(plain.keys)] == plain.keys and cands.features.shape[1] == len(feature_names(True))
+        nesting = [COLUMN["longer_best"], COLUMN["shorter_best"]]  # more candidates: more nested pairs
+        same = [i for i in range(len(FEATURES)) if i not in nesting]
+        np.testing.assert_array_equal(cands.features[: len(plain.keys), same], plain.features[:, same])
+        assert (cands.features[: len(plain.keys), nesting] >= plain.features[:, nesting]).all()
+        np.testing.assert_array_equal(cands.features[:, len(FEATURES):], lexicon.features(cands.keys))
+        added = cands.keys[len(plain.keys):]
+        text_words = f" {' '.join(stem_tokens(doc.text))} "
+        assert all(lexicon.is_known(k) and f" {k} " in text_words for k in added)
+        joined += len(added)
+    assert joined > 0
+
+    model = tmp_path / "model"
+    shutil.copytree(tagger_dir, model)
+    summary = fit_model_ranker(model, train_docs[:120], lexicon_docs=train_docs[120:])
+    assert summary["lexicon"] == lexicon.summary() and (model / LEXICON_FILE).is_file()
+    assert json.loads((model / RANKER_SUMMARY).read_text())["features"] == [*FEATURES, *LEXICON_FEATURES]
+    ranked = build_extractor("ranked", str(model), {"precision": "fp32"})
+    assert ranked.lexicon == lexicon
+    out = ranked.extract([d.text for d in dev_docs[:4]])
+    assert all(ALWAYS_KEEP <= len(k) <= 10 for k in out)
+    (model / LEXICON_FILE).unlink()
+    with pytest.raises(ValueError, match="phrase_lexicon.json.gz is missing"):
+        build_extractor("ranked", str(model), {"precision": "fp32"})
+    fit_model_ranker(model, train_docs[:120])  # refitted without one: no stale lexicon is left to be loaded
+    assert not (model / LEXICON_FILE).exists() and build_extractor("ranked", str(model)).lexicon is None
