@@ -151,9 +151,10 @@ def fit_ranker(
     tolerance: float = DEFAULT_TOLERANCE,
     auto_promote: bool = True,
 ) -> dict[str, Any]:
-    """Give a registered tagger (one trained before taggers came with one) the ``ranked`` method's span ranker:
-    a new version, the tagger's files plus the ranker fitted on its training run's validation slice, registered
-    and gated like a trained candidate (every method of the kind measured, the best compared with production).
+    """Give a registered tagger the ``ranked`` method's span ranker (a first one, or a new one in place of its own):
+    a new version, the tagger's files plus the ranker fitted on its training run's validation slice with a phrase
+    lexicon of its training split, registered and gated like a trained candidate (every method of the kind
+    measured, the best compared with production).
     Returns ``{"version", "status", "decision", "method", "model_path", "span_ranker"}``."""
     new = new_version("tagger")
     files = str(model_dir(new) / "model")

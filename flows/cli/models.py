@@ -209,8 +209,9 @@ def fit_ranker_command(
         True, "--promote/--no-promote", help="Promote when the gate says yes (--no-promote: only record the decision)."
     ),
 ) -> None:
-    """Fit the `ranked` method's span ranker for a tagger trained before taggers came with one: a new version (its
-    files plus the ranker, fitted on its training run's validation slice), gated like `kpe train`'s candidates."""
+    """Fit the `ranked` method's span ranker for a tagger (a first one, or a new one in place of its own): a new version
+    (its files plus the ranker, fitted on its training run's validation slice with a phrase lexicon of its training
+    split), gated like `kpe train`'s candidates."""
     from flows.train import fit_ranker
 
     try:
