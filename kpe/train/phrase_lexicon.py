@@ -16,7 +16,7 @@ import gzip
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,24 +74,23 @@ class PhraseLexicon:
                 "min_gold_docs": MIN_GOLD_DOCS}
 
 
-def build_phrase_lexicon(docs: Iterable[Any]) -> PhraseLexicon:
-    """Count words, gold phrases and gold phrases in the text over ``docs`` (``.text``, ``.keyphrases``)."""
+def build_phrase_lexicon(docs: Sequence[Any]) -> PhraseLexicon:
+    """Count words, gold phrases and gold phrases in the text over ``docs`` (``.text``, ``.keyphrases``): two passes
+    (the gold phrases first), so that no document's tokens are held."""
+    if not docs:
+        raise ValueError("a phrase lexicon needs training documents: none given")
     word_docs: Counter[str] = Counter()
     gold_docs: Counter[str] = Counter()
-    texts: list[tuple[str, ...]] = []
     for doc in docs:
-        words = stem_tokens(doc.text)
-        texts.append(words)
-        word_docs.update(set(words))
+        word_docs.update(set(stem_tokens(doc.text)))
         gold_docs.update({normalize_phrase(k) for k in doc.keyphrases} - {""})
     longest = min(MAX_WORDS, max((len(k.split()) for k in gold_docs), default=0))
     text_docs: Counter[str] = Counter()
-    for words in texts:
+    for doc in docs:
+        words = stem_tokens(doc.text)
         text_docs.update({g for n in range(1, longest + 1) for i in range(len(words) - n + 1)
                           if (g := " ".join(words[i: i + n])) in gold_docs})
-    if not texts:
-        raise ValueError("a phrase lexicon needs training documents: none given")
-    return PhraseLexicon(len(texts), dict(word_docs), dict(gold_docs), dict(text_docs))
+    return PhraseLexicon(len(docs), dict(word_docs), dict(gold_docs), dict(text_docs))
 
 
 def save_phrase_lexicon(lexicon: PhraseLexicon, model_dir: Path | str) -> Path:
