@@ -232,8 +232,11 @@ def save_span_ranker(model: Any, model_dir: Path | str, summary: dict[str, Any],
 def ranker_uses_lexicon(model_dir: Path | str) -> bool:
     """Whether the model dir's span ranker was fitted with a phrase lexicon (its summary lists the features)."""
     path = Path(model_dir) / RANKER_SUMMARY
-    features = json.loads(path.read_text()).get("features", FEATURES) if path.is_file() else FEATURES
-    if tuple(features) not in (FEATURES, feature_names(True)):
+    try:
+        features = json.loads(path.read_text()).get("features", FEATURES) if path.is_file() else FEATURES
+    except (ValueError, AttributeError) as exc:  # not JSON, or not an object
+        raise ValueError(f"{path} is not a span ranker summary: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(features, list | tuple) or tuple(features) not in (FEATURES, feature_names(True)):
         raise ValueError(f"{path} lists features this version does not compute: {features}")
     return tuple(features) == feature_names(True)
 

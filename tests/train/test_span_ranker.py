@@ -192,3 +192,7 @@ def test_a_phrase_lexicon_adds_known_phrases_and_its_features_and_travels_with_t
         build_extractor("ranked", str(model), {"precision": "fp32"})
     fit_model_ranker(model, train_docs[:120])  # refitted without one: no stale lexicon is left to be loaded
     assert not (model / LEXICON_FILE).exists() and build_extractor("ranked", str(model)).lexicon is None
+    for broken in ("not json", '["a list"]', '{"features": ["best_score", "made_up"]}'):
+        (model / RANKER_SUMMARY).write_text(broken)
+        with pytest.raises(ValueError, match="span ranker summary|features this version does not compute"):
+            build_extractor("ranked", str(model))
