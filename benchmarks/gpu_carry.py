@@ -36,7 +36,7 @@ SHARED = Path(os.environ.get("KPE_SHARED_DATA_DIR", ROOT.parent / "shared" / "da
 EXTRACT_FILE = "pubmed/full_files/pubmed20n0014.xml.gz"
 SILVER_FILE = "pubmed/full_files/pubmed21n1298.xml.gz"
 BENCHMARK_FILES = ("inspec_train", "inspec_dev", "semeval2017_train", "semeval2017_dev")
-ENCODER_SKIP = ("model.safetensors", "README.md", "data_config.json", ".gitattributes", "__pycache__")
+ENCODER_SKIP = ("README.md", "data_config.json", ".gitattributes", "__pycache__")
 
 
 def write_xz(lines: list[str], path: Path) -> int:
@@ -48,17 +48,29 @@ def write_xz(lines: list[str], path: Path) -> int:
     return len(lines)
 
 
-def stage_encoder(src: Path, out: Path) -> dict[str, float]:
-    """The encoder directory with fp16 weights (config, tokenizer and sentence-transformers files as they are)."""
+def folder_mib(folder: Path) -> float:
+    """The size of every file under ``folder``, in MiB (one decimal)."""
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def copy_encoder(src: Path, out: Path, dtype: str, skip: tuple[str, ...] = ()) -> None:
+    """``src``'s encoder directory into ``out`` (replaced), its floating-point weights cast to ``dtype``."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(src, out, ignore=shutil.ignore_patterns(*ENCODER_SKIP))
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("model.safetensors", *skip))
     weights = load_file(src / "model.safetensors")
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, out / "model.safetensors",
-              metadata={"format": "pt", "stored_as": "fp16 by benchmarks/gpu_carry.py"})
-    return {"mib": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 1)}
+    cast = getattr(torch, dtype)
+    save_file({k: v.to(cast) if v.is_floating_point() else v for k, v in weights.items()}, out / "model.safetensors",
+              metadata={"format": "pt", "stored_as": f"{dtype} by benchmarks/gpu_carry.py"})
+
+
+def stage_encoder(src: Path, out: Path) -> dict[str, float]:
+    """The encoder directory with fp16 weights (config, tokenizer and sentence-transformers files as they are)."""
+    copy_encoder(src, out, "float16", ENCODER_SKIP)
+    return {"mib": folder_mib(out)}
 
 
 def stage_abstracts(medline: Path, out: Path) -> int:
@@ -99,14 +111,12 @@ def stage(out: Path, shared: Path) -> dict[str, object]:
         target = out / "data" / "keyphrase" / f"{name}.jsonl.xz"
         summary[name] = write_xz([line for line in lines if line.strip()], target)
     summary.update(stage_silver(shared / SILVER_FILE, out / "data" / "keyphrase"))
-    summary["mib"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 1)
+    summary["mib"] = folder_mib(out)
     return summary
 
 
 def unpack(carry: Path, out: Path) -> dict[str, object]:
     """Decompress the staged sets into ``out/data`` and write the encoder back in fp32 into ``out/encoder``."""
-    from safetensors.torch import load_file, save_file
-
     summary: dict[str, object] = {}
     for packed in sorted((carry / "data").rglob("*.xz")):
         target = out / "data" / packed.relative_to(carry / "data").with_suffix("")
@@ -114,14 +124,8 @@ def unpack(carry: Path, out: Path) -> dict[str, object]:
         with lzma.open(packed, "rb") as src, target.open("wb") as dst:
             shutil.copyfileobj(src, dst)
         summary[target.name] = target.stat().st_size
-    encoder = out / "encoder"
-    if encoder.exists():
-        shutil.rmtree(encoder)
-    shutil.copytree(carry / "encoder", encoder, ignore=shutil.ignore_patterns("model.safetensors"))
-    weights = load_file(carry / "encoder" / "model.safetensors")
-    save_file({k: v.float() if v.is_floating_point() else v for k, v in weights.items()}, encoder / "model.safetensors",
-              metadata={"format": "pt"})
-    summary["encoder"] = str(encoder)
+    copy_encoder(carry / "encoder", out / "encoder", "float32")
+    summary["encoder"] = str(out / "encoder")
     return summary
 
 
