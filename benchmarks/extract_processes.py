@@ -34,9 +34,7 @@ def _worker(index: int, texts: list[str], warmup: list[str], options: dict[str, 
     engine.extract(warmup)
     ready.put(index)
     start.wait()
-    began = time.perf_counter()
-    phrases = [[kp.phrase for kp in r] for r in engine.extract(texts)]
-    results.put((index, time.perf_counter() - began, phrases))
+    results.put((index, [[kp.phrase for kp in r] for r in engine.extract(texts)]))
 
 
 def sharded_run(docs: list[str], warmup: list[str], *, processes: int, threads: int, device: str,
@@ -60,7 +58,7 @@ def sharded_run(docs: list[str], warmup: list[str], *, processes: int, threads: 
         start.set()
         out: dict[int, list[list[str]]] = {}
         for _ in workers:
-            index, _seconds, phrases = results.get(timeout=3600)
+            index, phrases = results.get(timeout=3600)
             out[index] = phrases
         seconds = time.perf_counter() - began
     finally:

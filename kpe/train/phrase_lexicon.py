@@ -70,7 +70,7 @@ class PhraseLexicon:
     def summary(self) -> dict[str, int]:
         """Sizes, for the ranker's summary and the model card."""
         return {"documents": self.documents, "words": len(self.word_docs), "gold_phrases": len(self.gold_docs),
-                "known_phrases": sum(1 for n in self.gold_docs.values() if n >= MIN_GOLD_DOCS),
+                "known_phrases": sum(map(self.is_known, self.gold_docs)),
                 "min_gold_docs": MIN_GOLD_DOCS}
 
 
