@@ -158,8 +158,9 @@ def fit_ranker(
     Returns ``{"version", "status", "decision", "method", "model_path", "span_ranker"}``."""
     new = new_version("tagger")
     files = str(model_dir(new) / "model")
-    tagger, summary = fit_span_ranker_task(version, files)
-    registered = register_ranked_candidate_task(new, files, tagger, summary)
+    tagger, data = fit_span_ranker_task(version, files)
+    registered = register_ranked_candidate_task(new, files, tagger, data)
+    summary = data["span_ranker"]
     candidate_model = ExtractionModel(version=new, method="ranked", model_path=registered["path"])
     outcome, candidate_model = gate_candidate("tagger", candidate_model, True, gate_limit=gate_limit, margin=margin,
                                               tolerance=tolerance, auto_promote=auto_promote,

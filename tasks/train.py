@@ -164,7 +164,8 @@ def register_candidate_task(version: str, result: TrainResult, method: str, base
 def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord, dict[str, Any]]:
     """Copy the files of the registered tagger ``version`` to ``out_dir`` and fit the ``ranked`` method's span ranker
     there, on the validation slice of the training data it was trained with (documents deleted since left out),
-    with a phrase lexicon of its training split."""
+    with a phrase lexicon of its training split. Returns the tagger's record and the new version's data record (the
+    tagger's, with ``span_ranker``: the ranker's summary), as written into its model card."""
     from kpe.train.data import train_val_docs
     from kpe.train.model_card import add_to_model_card
     from kpe.train.phrase_lexicon import LEXICON_FILE
@@ -194,18 +195,20 @@ def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord
     except Exception:  # no half-made version left behind
         shutil.rmtree(Path(out_dir).parent, ignore_errors=True)
         raise
-    add_to_model_card(out_dir, "data", {**(record.data or {}), "span_ranker": summary})
-    return record, summary
+    data = {**(record.data or {}), "span_ranker": summary}
+    add_to_model_card(out_dir, "data", data)
+    return record, data
 
 
 @task(name="register-ranked-candidate", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=20)
 def register_ranked_candidate_task(version: str, path: str, tagger: models.ModelRecord,
-                                   summary: dict[str, Any]) -> dict[str, Any]:
-    """Register a tagger with a new span ranker as a candidate (method ``ranked``; training as ``tagger``'s)."""
+                                   data: dict[str, Any]) -> dict[str, Any]:
+    """Register a tagger with a new span ranker as a candidate (method ``ranked``; training as ``tagger``'s, ``data``
+    from :func:`fit_span_ranker_task`)."""
     with connect(get_settings().warehouse_path) as con:
         record = models.register_candidate(
             con, version=version, path=str(Path(path).resolve()), base_model=tagger.base_model, kind="tagger",
-            method="ranked", data={**(tagger.data or {}), "span_ranker": summary},
+            method="ranked", data=data,
             settings={**(tagger.settings or {}), "span_ranker_for": tagger.version}, metrics=tagger.metrics)
     get_run_logger().info("registered candidate %s (%s with a span ranker) at %s", record.version, tagger.version,
                           record.path)

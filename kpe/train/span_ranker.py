@@ -229,21 +229,31 @@ def save_span_ranker(model: Any, model_dir: Path | str, summary: dict[str, Any],
     return path
 
 
-def ranker_uses_lexicon(model_dir: Path | str) -> bool:
-    """Whether the model dir's span ranker was fitted with a phrase lexicon (its summary lists the features)."""
+def read_ranker_summary(model_dir: Path | str) -> dict[str, Any]:
+    """The model dir's ``span_ranker.json`` (``{}`` when it has none); a ``ValueError`` naming the file when it is
+    not a JSON object or lists features this version does not compute."""
     path = Path(model_dir) / RANKER_SUMMARY
+    if not path.is_file():
+        return {}
     try:
-        features = json.loads(path.read_text()).get("features", FEATURES) if path.is_file() else FEATURES
+        summary = json.loads(path.read_text())
+        features = summary.get("features", FEATURES)
     except (ValueError, AttributeError) as exc:  # not JSON, or not an object
         raise ValueError(f"{path} is not a span ranker summary: {type(exc).__name__}: {exc}") from exc
     if not isinstance(features, list | tuple) or tuple(features) not in (FEATURES, feature_names(True)):
         raise ValueError(f"{path} lists features this version does not compute: {features}")
-    return tuple(features) == feature_names(True)
+    return summary
 
 
-def load_span_ranker(model_dir: Path | str) -> Any:
+def uses_lexicon(summary: dict[str, Any]) -> bool:
+    """Whether a ranker with this summary (:func:`read_ranker_summary`) was fitted with a phrase lexicon."""
+    return tuple(summary.get("features", FEATURES)) == feature_names(True)
+
+
+def load_span_ranker(model_dir: Path | str, summary: dict[str, Any] | None = None) -> Any:
     """The span ranker of a tagger's model dir; ``MethodUnavailable`` when it has none, a ``ValueError`` when the file
-    holds anything but a scikit-learn gradient-boosted classifier over the features its summary lists."""
+    holds anything but a scikit-learn gradient-boosted classifier over the features its summary (read when not
+    given) lists."""
     import skops.io
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -255,16 +265,11 @@ def load_span_ranker(model_dir: Path | str) -> Any:
     if untrusted:
         raise ValueError(f"{path} holds types a span ranker does not: {untrusted}; not loaded")
     model = skops.io.load(path, trusted=TRUSTED_TYPES)
-    n_features = len(feature_names(ranker_uses_lexicon(model_dir)))
+    summary = read_ranker_summary(model_dir) if summary is None else summary
+    n_features = len(feature_names(uses_lexicon(summary)))
     if not isinstance(model, HistGradientBoostingClassifier) or model.n_features_in_ != n_features:
         raise ValueError(f"{path} is not a span ranker over {n_features} features: {type(model).__name__}")
     return model
-
-
-def stored_min_score(model_dir: Path | str) -> float:
-    """The ``min_score`` chosen when the model dir's ranker was fitted (0: always ``top_n`` keyphrases)."""
-    path = Path(model_dir) / RANKER_SUMMARY
-    return float(json.loads(path.read_text()).get("min_score", 0.0)) if path.is_file() else 0.0
 
 
 def ranked_keyphrases(ranker: Any, candidates: Sequence[SpanCandidates], top_n: int,
@@ -299,11 +304,12 @@ class RankedExtractor:
                  precision: str = "auto", batch_tokens: int | None = None, min_score: float | None = None):
         self.tagger = TaggerExtractor(model_path, top_n=top_n, device=device, precision=precision,
                                       batch_tokens=batch_tokens)
-        self.ranker = load_span_ranker(self.tagger.model_path)
-        self.lexicon = load_phrase_lexicon(self.tagger.model_path) if ranker_uses_lexicon(
-            self.tagger.model_path) else None
+        summary = read_ranker_summary(self.tagger.model_path)
+        self.ranker = load_span_ranker(self.tagger.model_path, summary)
+        self.lexicon = load_phrase_lexicon(self.tagger.model_path) if uses_lexicon(summary) else None
         self.top_n = top_n
-        self.min_score = stored_min_score(self.tagger.model_path) if min_score is None else float(min_score)
+        # the min_score chosen when the ranker was fitted (0: always top_n keyphrases)
+        self.min_score = float(summary.get("min_score", 0.0)) if min_score is None else float(min_score)
 
     def describe(self) -> dict[str, Any]:
         """Method, model and the precision actually used (``kpe.extract.methods.describe_extractor``)."""

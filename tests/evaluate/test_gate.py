@@ -395,6 +395,7 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
     assert row.data["span_ranker"]["lexicon"]["documents"] == len(training)  # counted on its training split
     assert load_phrase_lexicon(row.path).documents == len(training)
     assert read_model_card(row.path)["data"]["span_ranker"]["min_score"] == result["span_ranker"]["min_score"]
+    assert read_model_card(row.path)["data"] == row.data  # the card and the registry record the same data
 
     refused = CliRunner().invoke(models_app, ["fit-ranker", not_a_tagger])
     assert refused.exit_code == 1 and "is not a tagger (kind embed)" in refused.output
