@@ -77,7 +77,8 @@ def nightly(
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per extraction batch (one transaction).")] = None,
     top_n: Annotated[Optional[int], typer.Option(help="Keyphrases per document.")] = None,
     fast: Annotated[bool, typer.Option(
-        "--fast", help="The throughput setting (ExtractionConfig.fast): no per-phrase encoder pass, int8 on CPU."),
+        "--fast", help="The throughput setting (ExtractionConfig.fast): no per-phrase encoder pass, int8 on CPU "
+        "(bf16 where it has AMX)."),
     ] = False,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="An extraction setting (ExtractionConfig field), e.g. --set diversity=0.5; "

@@ -11,7 +11,7 @@ offsets (for contextual candidate scores).
 canonical shape, a function of its own length only, so which texts share its forward pass changes nothing.
 (Padding each batch to its longest text, as before, computed the same text at another width, and the kernels'
 reductions, in bf16 above all, round differently: scores moved by up to 0.05.)
-Measured on an AVX512-BF16 CPU (torch 2.13, MKL): a text's vector is
+Measured on an AVX512-BF16 CPU and on one with AMX (torch 2.13, MKL / oneDNN): a text's vector is
 bitwise the same alone or among 6-299 other texts, at any row, with 1 or 2 torch threads, in fp32, bf16 and
 int8, once a forward pass has at least ``MIN_FORWARD_TOKENS`` token rows (smaller batches are filled up with
 copies). int8 quantises activations per row (per token, ``rowwise_int8``), not per tensor: a per-tensor dynamic
@@ -64,8 +64,11 @@ ENCODING_VERSION = "e2"
 
 #: Fewest token rows (texts x length) a forward pass runs with: a smaller batch is filled up with copies of its
 #: first text (results dropped). GEMM libraries switch kernels for small matrices, and those sum in another order:
-#: measured here (MKL, fp32), one text's vector differed in the last bit when a batch had at most 11 token rows.
+#: measured (MKL, fp32) on an AVX512-BF16 CPU, one text's vector differed in the last bit when a batch had at most
+#: 11 token rows; on a CPU with AMX below 256 rows in fp32 (2.5e-7) and below 512 in bf16 (1e-3, oneDNN's AMX
+#: kernels; enough to reorder a resumed run's keyphrases), so there the floor is 512.
 MIN_FORWARD_TOKENS = 128
+MIN_FORWARD_TOKENS_AMX = 512
 
 # Files that do not change what a model computes (left out of its fingerprint).
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes", "LICENSE", "model_card.md"}
@@ -82,6 +85,21 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+@lru_cache(maxsize=1)
+def min_forward_tokens() -> int:
+    """The fewest token rows a forward pass runs with on this CPU (``MIN_FORWARD_TOKENS``, or ``_AMX``)."""
+    return MIN_FORWARD_TOKENS_AMX if "amx_bf16" in cpu_flags() else MIN_FORWARD_TOKENS
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bf16 matrices on AMX tiles (``amx_bf16``; ``KPE_NATIVE_BF16=no`` counts as no).
+    There bf16 beats int8 dynamic quantisation: the fast setting read 25-30 abstracts a second in bf16 and 15 in int8
+    on one (2 cores), with the same F1 (README, "The extraction engine")."""
+    from kpe.settings import get_settings
+
+    return get_settings().native_bf16 != "no" and "amx_bf16" in cpu_flags()
 
 
 def cpu_has_native_bf16() -> bool:
@@ -182,12 +200,12 @@ def canonical_batches(lengths: Sequence[int], batch_tokens: int, limit: int) -> 
 
 def padded_batch(ids: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[Any, Any]:
     """``(input_ids, attention_mask)`` long tensors of one forward pass at ``width`` (a canonical length): the texts
-    padded with ``pad_id``, then, when they make fewer than ``MIN_FORWARD_TOKENS`` token rows, copies of the first
+    padded with ``pad_id``, then, when they make fewer than :func:`min_forward_tokens` token rows, copies of the first
     text appended (callers keep the first ``len(ids)`` rows)."""
     import torch
 
     n = len(ids)
-    rows = n + max(0, -(-MIN_FORWARD_TOKENS // max(1, width)) - n)
+    rows = n + max(0, -(-min_forward_tokens() // max(1, width)) - n)
     input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
     mask = torch.zeros((rows, width), dtype=torch.long)
     for row in range(rows):

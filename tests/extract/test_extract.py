@@ -23,6 +23,8 @@ from kpe.extract.embedding_cache import EmbeddingCache
 from kpe.extract.encoder import (
     ENCODING_VERSION,
     SentenceEncoder,
+    cpu_flags,
+    cpu_has_amx,
     cpu_has_native_bf16,
     model_fingerprint,
     resolved_precision,
@@ -245,7 +247,7 @@ def test_fast_setting_skips_the_phrase_pass_and_still_beats_plain_keybert(engine
     from kpe.datasets import load_jsonl, resolve_benchmark
     from kpe.evaluate.metrics import evaluate_predictions
 
-    fast = ExtractionConfig.fast(device="cpu")
+    fast = ExtractionConfig.fast(device="cpu", precision="int8")
     assert fast.candidate_embedding == "contextual" and fast.precision == "int8"
     assert ExtractionConfig.fast(device="cuda").precision == "auto"  # int8 quantisation is CPU-only
     docs = load_jsonl(resolve_benchmark("inspec_dev", shared_data)[2], limit=60)
@@ -314,6 +316,45 @@ def test_a_plain_bert_directory_without_sentence_transformers_config_works(
 # --- precision: both CPU kinds ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("flags, forced, expected", [
+    ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "auto", "bf16"),  # AMX: bf16 matrices beat int8
+    ({"avx512f", "avx512_bf16"}, "auto", "int8"),
+    ({"avx2"}, "auto", "int8"),
+    ({"avx512_bf16", "amx_bf16"}, "no", "int8"),
+])
+def test_the_fast_setting_runs_bf16_on_a_cpu_with_amx_and_int8_on_others(
+        monkeypatch: pytest.MonkeyPatch, flags: set[str], forced: str, expected: str) -> None:
+    from kpe.extract import encoder
+    from kpe.settings import get_settings
+
+    monkeypatch.setattr(encoder, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setenv("KPE_NATIVE_BF16", forced)
+    get_settings.cache_clear()
+    try:
+        assert cpu_has_amx() is (expected == "bf16")
+        assert ExtractionConfig.fast(device="cpu").precision == expected
+        assert ExtractionConfig.fast(device="cpu", precision="fp32").precision == "fp32"  # asked for: kept
+        assert ExtractionConfig.fast(device="cuda").precision == "auto"
+    finally:
+        get_settings.cache_clear()
+
+
+def test_small_forward_passes_are_filled_up_to_more_rows_on_a_cpu_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's AMX kernels change below 512 token rows (measured: tests above fail with 128 there), others at 12."""
+    from kpe.extract import encoder
+
+    for flags, floor in (({"avx512_bf16", "amx_bf16"}, encoder.MIN_FORWARD_TOKENS_AMX),
+                         ({"avx512_bf16"}, encoder.MIN_FORWARD_TOKENS)):
+        monkeypatch.setattr(encoder, "cpu_flags", lambda flags=flags: frozenset(flags))
+        encoder.min_forward_tokens.cache_clear()
+        try:
+            ids, mask = encoder.padded_batch([[101, 7, 102], [101, 8, 9, 102]], 6, 0)
+            assert ids.shape == (-(-floor // 6), 6) and ids[2:].tolist() == [[101, 7, 102, 0, 0, 0]] * (len(ids) - 2)
+            assert mask[:2].sum().item() == 7
+        finally:
+            encoder.min_forward_tokens.cache_clear()
+
+
 @pytest.mark.parametrize("forced, expected", [("yes", "bf16"), ("no", "fp32")])
 def test_native_bf16_setting_forces_the_cpu_kind(monkeypatch: pytest.MonkeyPatch, forced: str, expected: str) -> None:
     """KPE_NATIVE_BF16 overrides the CPU detection; the resolved precision is known before and after building."""
@@ -325,7 +366,8 @@ def test_native_bf16_setting_forces_the_cpu_kind(monkeypatch: pytest.MonkeyPatch
         assert cpu_has_native_bf16() is (forced == "yes")
         assert resolved_precision(ExtractionConfig(device="cpu")) == expected
         assert resolved_precision(ExtractionConfig(device="cpu", precision="fp32")) == "fp32"
-        assert resolved_precision(ExtractionConfig.fast(device="cpu")) == "int8"
+        fast = "bf16" if forced == "yes" and "amx_bf16" in cpu_flags() else "int8"  # AMX: bf16 beats int8
+        assert resolved_precision(ExtractionConfig.fast(device="cpu")) == fast
         extractor = build_extractor("kpe", None, ExtractionConfig(device="cpu", use_cache=False))
         described = describe_extractor(extractor)
         assert described["precision"] == extractor.precision == expected
@@ -406,7 +448,7 @@ def test_keyphrases_do_not_depend_on_the_batching(medline_120: list[str], settin
     1e-4 (measured: bitwise equal in all three settings)."""
     config = {
         "default-fp32": ExtractionConfig(threads=2, precision="fp32", use_cache=False),
-        "fast-int8": ExtractionConfig.fast(threads=2, device="cpu", use_cache=False),
+        "fast-int8": ExtractionConfig.fast(threads=2, device="cpu", precision="int8", use_cache=False),
         "default-bf16": ExtractionConfig(threads=2, precision="bf16", use_cache=False),
     }[setting]
     engine = KeyphraseEngine(config)

@@ -72,7 +72,9 @@ def test_nightly_extraction_settings_from_set_and_fast() -> None:
         5,
     )
     fast = extraction_settings(["device=cpu"], fast=True)
-    assert (fast["candidate_embedding"], fast["precision"]) == ("contextual", "int8")
+    from kpe.extract.encoder import cpu_has_amx
+
+    assert (fast["candidate_embedding"], fast["precision"]) == ("contextual", "bf16" if cpu_has_amx() else "int8")
 
 
 @pytest.mark.parametrize("pair", ["no_such_setting=1", "diversity=2", "top_n"])
