@@ -13,9 +13,10 @@ canonical shape, a function of its own length only, so which texts share its for
 reductions, in bf16 above all, round differently: scores moved by up to 0.05.)
 Measured on an AVX512-BF16 CPU and on one with AMX (torch 2.13, MKL / oneDNN): a text's vector is
 bitwise the same alone or among 6-299 other texts, at any row, with 1 or 2 torch threads, in fp32, bf16 and
-int8, once a forward pass has at least ``MIN_FORWARD_TOKENS`` token rows (smaller batches are filled up with
-copies). int8 quantises activations per row (per token, ``rowwise_int8``), not per tensor: a per-tensor dynamic
-scale is the largest activation of the whole batch, which coupled every document to its neighbours. So
+int8, once a forward pass has at least :func:`min_forward_tokens` token rows (128; 512 on a CPU with AMX; smaller
+batches are filled up with copies). int8 quantises activations per row (per token, ``rowwise_int8``), not per
+tensor: a per-tensor dynamic scale is the largest activation of the whole batch, which coupled every document to
+its neighbours. So
 extraction results, and the embedding cache's vectors, are a function of the text, the model and the config
 (and the machine's kernels: tests/test_extract.py checks the invariance on whichever CPU runs it). On CUDA the
 library may pick kernels by batch size: there the invariance holds only up to float noise.
