@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,27 @@ def kpe_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) 
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API URL of one Prefect server (``prefect server start`` on 127.0.0.1, its own home and database) for the
+    session: the flows tests run in this process (``prefect_harness``) and in the child processes they point at it.
+    Every Prefect server costs 10-20 s of a 2-core machine to start; the commands' own default (a temporary server
+    per command, no URL set) stays tested by the first nightly test, the ingest failure test and the secrets test."""
+    from support.prefect_server import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-server-home"), PROJECT_ROOT) as api_url:
+        yield api_url
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_api: str) -> Iterator[None]:
+    """Flows run in this process report to the session's Prefect server (``prefect_api``)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        yield
 
 
 @pytest.fixture(scope="session")

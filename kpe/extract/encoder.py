@@ -11,15 +11,14 @@ offsets (for contextual candidate scores).
 canonical shape, a function of its own length only, so which texts share its forward pass changes nothing.
 (Padding each batch to its longest text, as before, computed the same text at another width, and the kernels'
 reductions, in bf16 above all, round differently: scores moved by up to 0.05.)
-Measured on an AVX512-BF16 CPU and on one with AMX (torch 2.13, MKL / oneDNN): a text's vector is
-bitwise the same alone or among 6-299 other texts, at any row, with 1 or 2 torch threads, in fp32, bf16 and
-int8, once a forward pass has at least :func:`min_forward_tokens` token rows (128; 512 on a CPU with AMX; smaller
+Measured on an AVX512-BF16 CPU and on one with AMX (torch 2.13, MKL / oneDNN): a text's vector is bitwise the same
+alone or among 6-299 other texts, at any row, with 1 or 2 torch threads, in fp32, bf16 and int8, once a forward pass
+has at least :func:`min_forward_tokens` token rows (128; on a CPU with AMX 256 in fp32 and 512 in bf16; smaller
 batches are filled up with copies). int8 quantises activations per row (per token, ``rowwise_int8``), not per
-tensor: a per-tensor dynamic scale is the largest activation of the whole batch, which coupled every document to
-its neighbours. So
-extraction results, and the embedding cache's vectors, are a function of the text, the model and the config
-(and the machine's kernels: tests/test_extract.py checks the invariance on whichever CPU runs it). On CUDA the
-library may pick kernels by batch size: there the invariance holds only up to float noise.
+tensor: a per-tensor dynamic scale is the largest activation of the whole batch, which coupled every document to its
+neighbours. So extraction results, and the embedding cache's vectors, are a function of the text, the model and the
+config (and the machine's kernels: tests/test_extract.py checks the invariance on whichever CPU runs it). On CUDA
+the library may pick kernels by batch size: there the invariance holds only up to float noise.
 
 Documents longer than the encoder's limit (``max_seq_length``: 256 word pieces for all-MiniLM-L6-v2, i.e. 254
 of text plus [CLS]/[SEP]) are cut into consecutive windows of that size; the document embedding is the first
@@ -66,10 +65,11 @@ ENCODING_VERSION = "e2"
 #: Fewest token rows (texts x length) a forward pass runs with: a smaller batch is filled up with copies of its
 #: first text (results dropped). GEMM libraries switch kernels for small matrices, and those sum in another order:
 #: measured (MKL, fp32) on an AVX512-BF16 CPU, one text's vector differed in the last bit when a batch had at most
-#: 11 token rows; on a CPU with AMX below 256 rows in fp32 (2.5e-7) and below 512 in bf16 (1e-3, oneDNN's AMX
-#: kernels; enough to reorder a resumed run's keyphrases), so there the floor is 512.
+#: 11 token rows; on a CPU with AMX below 256 rows in fp32 (MKL, 2.5e-7) and below 512 in bf16 (oneDNN's AMX
+#: kernels, 1e-3: enough to reorder a resumed run's keyphrases). int8 multiplies exactly (``torch._int_mm``): 128.
+#: A filled-up pass costs what a full one does (8 abstracts a batch: 1.8x the time at 512 rows than at 128).
 MIN_FORWARD_TOKENS = 128
-MIN_FORWARD_TOKENS_AMX = 512
+MIN_FORWARD_TOKENS_AMX = {"bf16": 512, "fp32": 256}
 
 # Files that do not change what a model computes (left out of its fingerprint).
 _FINGERPRINT_SKIP = {"README.md", ".gitattributes", "LICENSE", "model_card.md"}
@@ -88,10 +88,12 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-@lru_cache(maxsize=1)
-def min_forward_tokens() -> int:
-    """The fewest token rows a forward pass runs with on this CPU (``MIN_FORWARD_TOKENS``, or ``_AMX``)."""
-    return MIN_FORWARD_TOKENS_AMX if "amx_bf16" in cpu_flags() else MIN_FORWARD_TOKENS
+def min_forward_tokens(precision: str) -> int:
+    """The fewest token rows a forward pass at a resolved ``precision`` runs with on this CPU (``MIN_FORWARD_TOKENS``;
+    on a CPU with AMX ``MIN_FORWARD_TOKENS_AMX[precision]`` where it has one)."""
+    if "amx_bf16" not in cpu_flags():
+        return MIN_FORWARD_TOKENS
+    return MIN_FORWARD_TOKENS_AMX.get(precision, MIN_FORWARD_TOKENS)
 
 
 def cpu_has_amx() -> bool:
@@ -199,14 +201,14 @@ def canonical_batches(lengths: Sequence[int], batch_tokens: int, limit: int) -> 
         start = stop
 
 
-def padded_batch(ids: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[Any, Any]:
+def padded_batch(ids: Sequence[Sequence[int]], width: int, pad_id: int, precision: str) -> tuple[Any, Any]:
     """``(input_ids, attention_mask)`` long tensors of one forward pass at ``width`` (a canonical length): the texts
-    padded with ``pad_id``, then, when they make fewer than :func:`min_forward_tokens` token rows, copies of the first
-    text appended (callers keep the first ``len(ids)`` rows)."""
+    padded with ``pad_id``, then, when they make fewer than :func:`min_forward_tokens` token rows at ``precision``,
+    copies of the first text appended (callers keep the first ``len(ids)`` rows)."""
     import torch
 
     n = len(ids)
-    rows = n + max(0, -(-min_forward_tokens() // max(1, width)) - n)
+    rows = n + max(0, -(-min_forward_tokens(precision) // max(1, width)) - n)
     input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
     mask = torch.zeros((rows, width), dtype=torch.long)
     for row in range(rows):
@@ -424,12 +426,12 @@ class SentenceEncoder:
     def _forward(self, ids: list[list[int]], width: int, tokens: bool = True) -> tuple:
         """Run one batch padded to ``width`` (the texts' canonical length); returns (sentence embeddings, token
         embeddings or ``None`` without ``tokens``) on CPU: on a GPU the token vectors of a batch are 100 MB, so
-        they are copied off the device only when asked for. A batch of fewer than ``MIN_FORWARD_TOKENS`` token rows
-        is filled up with copies."""
+        they are copied off the device only when asked for. A batch of fewer than :func:`min_forward_tokens` token
+        rows is filled up with copies."""
         import torch
 
         n = len(ids)
-        input_ids, mask = padded_batch(ids, width, self.tokenizer.pad_token_id or 0)
+        input_ids, mask = padded_batch(ids, width, self.tokenizer.pad_token_id or 0, self.precision)
         features = {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
         if "token_type_ids" in self.tokenizer.model_input_names:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])

@@ -247,7 +247,7 @@ def tag_texts(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
     try:
         for width, batch in canonical_batches([len(w.input_ids) for _, _, w in windows], budget, max_length):
             input_ids, mask = padded_batch([windows[i][2].input_ids for i in batch], width,
-                                           tokenizer.pad_token_id or 0)
+                                           tokenizer.pad_token_id or 0, precision)
             with precision_context(precision, device.type):
                 result = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                output_hidden_states=embeddings)

@@ -198,14 +198,7 @@ def test_export_silver_keeps_documents_with_a_present_author_keyword(cli, kpe_en
 # --- the flow ----------------------------------------------------------------------------------------
 
 
-def test_flow_stores_every_result_and_publishes_the_report(kpe_env: Path):
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):  # a temporary server and database (slow on a busy box)
-        _run_flows(kpe_env)
-
-
-def _run_flows(kpe_env: Path) -> None:
+def test_flow_stores_every_result_and_publishes_the_report(prefect_harness, kpe_env: Path):
     from flows.evaluate import EvaluationFailed, evaluate
 
     results = evaluate(datasets=["inspec_dev", "semeval2017_dev"], methods=["yake", "tfidf"], limit=5)

@@ -241,14 +241,6 @@ def test_compare_measures_a_registered_model_as_the_gate_would_and_changes_nothi
 # --- the train flow, end to end ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):  # a busy 2-core machine starts it slowly
-        yield
-
-
 def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     prefect_harness, kpe_env, tiny_encoder: Path,
 ) -> None:
@@ -258,6 +250,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     import asyncio
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import LogSort
     from typer.testing import CliRunner
 
     from flows.cli.models import models_app
@@ -318,9 +311,9 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     assert low <= decision["delta"] <= high and f"{low:+.4f} .. {high:+.4f}" in markdown
     assert list(card["gate"]["delta_ci95"]) == [low, high]
 
-    async def run_log() -> list[str]:
+    async def run_log() -> list[str]:  # the newest first: the session's server holds other flows' logs too
         async with get_client() as client:
-            return [entry.message for entry in await client.read_logs()]
+            return [entry.message for entry in await client.read_logs(sort=LogSort.TIMESTAMP_DESC)]
 
     messages = asyncio.run(run_log())  # the training's own progress lines are there, dill's bytecode is not
     assert any("kpe.train.loop" in m for m in messages)

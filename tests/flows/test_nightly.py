@@ -39,15 +39,19 @@ def samples(shared_data: Path) -> Path:
 
 
 def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(samples: Path, shared_data: Path,
-                                                                                tmp_path: Path) -> None:
+                                                                                tmp_path: Path,
+                                                                                prefect_api: str) -> None:
     db = tmp_path / "w.duckdb"
-    out = finish(kpe_cli(["nightly", "--pubmed", str(samples)], tmp_path, shared_data))
+    baseline = samples / "baseline"  # the 7 baseline sample files (215 records)
+    # the first run as the main job runs (no Prefect server: a temporary one), the next ones on the session's server
+    out = finish(kpe_cli(["nightly", "--pubmed", str(baseline)], tmp_path, shared_data))
+    on_server = {"PREFECT_API_URL": prefect_api}
     assert "keyphrases written" in out and "kpe sql" in out
     docs = rows(
         db, "SELECT count(*) FROM documents WHERE NOT deleted AND (title IS NOT NULL OR abstract IS NOT NULL)"
     )[0][0]
     extracted, n_phrases = rows(db, "SELECT count(DISTINCT doc_id), count(*) FROM keyphrases")[0]
-    assert rows(db, "SELECT count(*) FROM extraction_state")[0][0] == docs > 300
+    assert rows(db, "SELECT count(*) FROM extraction_state")[0][0] == docs > 200
     assert extracted >= docs - 5 and n_phrases >= 5 * extracted
     (run_id, model, config_hash, status, n_docs), = rows(
         db, "SELECT run_id, model_version, config_hash, status, n_docs FROM extraction_runs")
@@ -68,7 +72,7 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
     assert before[0][2] in shown
 
     # a second run with nothing new extracts nothing and says so
-    out = finish(kpe_cli(["nightly", "--pubmed", str(samples)], tmp_path, shared_data))
+    out = finish(kpe_cli(["nightly", "--pubmed", str(baseline)], tmp_path, shared_data, on_server))
     assert "extracted 0 documents" in out
     assert rows(db, KEYPHRASE_ROWS) == before
     assert rows(db, "SELECT n_docs, status FROM extraction_runs ORDER BY started_at DESC LIMIT 1")[0] == (
@@ -81,7 +85,7 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
                                       "ORDER BY d.pmid LIMIT 3")]
     changed = victims.pop()
     article = None
-    for path in sorted(samples.rglob("*.xml.gz")):
+    for path in sorted(baseline.rglob("*.xml.gz")):
         for el in etree.parse(gzip.open(path)).getroot().iter("PubmedArticle"):
             if el.findtext("MedlineCitation/PMID").strip() == changed:
                 article = el
@@ -94,7 +98,7 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
                        + b"".join(f'<PMID Version="1">{p}</PMID>'.encode() for p in victims)
                        + b"</DeleteCitation></PubmedArticleSet>")
     old_changed = rows(db, "SELECT keyphrase FROM keyphrases WHERE doc_id = ?", [f"pmid:{changed}"])
-    finish(kpe_cli(["nightly", "--pubmed", str(samples), "--pubmed", str(update)], tmp_path, shared_data))
+    finish(kpe_cli(["nightly", "--pubmed", str(baseline), "--pubmed", str(update)], tmp_path, shared_data, on_server))
     for pmid in victims:
         assert rows(db, "SELECT count(*) FROM keyphrases WHERE doc_id = ?", [f"pmid:{pmid}"])[0][0] == 0
         assert rows(db, "SELECT count(*) FROM keyphrases_history WHERE doc_id = ? AND reason = 'deleted'",
@@ -116,25 +120,27 @@ def test_nightly_extracts_then_does_nothing_then_follows_deletions_and_changes(s
 
 
 def test_killed_runs_resume_to_exactly_the_rows_of_an_uninterrupted_run(samples: Path, shared_data: Path,
-                                                                          tmp_path: Path) -> None:
-    """SIGKILL after 1 and after 3 batches of 8, resume in batches of 13, against one uninterrupted run in batches of
-    50: every document's batch differs between the runs, and yet the same phrases at the same ranks (a document's
-    keyphrases are a function of the document, the model and the config, not of its batch). At the machine's own
-    precision (auto: bf16 where the CPU has it, KPE_NATIVE_BF16 decides otherwise)."""
-    files = [str(p) for p in sorted(samples.rglob("*.xml.gz"))[:6]]
+                                                                          tmp_path: Path, prefect_api: str) -> None:
+    """A run in batches of 8 is SIGKILLed after its first batch, its resumption in batches of 13 after its second,
+    and a third run finishes in batches of 13; against one uninterrupted run in batches of 50: every document's batch
+    differs between the runs, and yet the same phrases at the same ranks (a document's keyphrases are a function of
+    the document, the model and the config, not of its batch). At the machine's own precision (auto: bf16 where the
+    CPU has it, KPE_NATIVE_BF16 decides otherwise). The runs report to the session's Prefect server."""
+    files = [str(p) for p in sorted(samples.rglob("*.xml.gz"))[:4]]
     args = ["nightly", *[a for f in files for a in ("--pubmed", f)]]
     reference = tmp_path / "reference"
-    ref_proc = kpe_cli(args, reference, shared_data, {"KPE_EXTRACT_BATCH_SIZE": "50"})
-    want = None
-    for kill_after in (1, 3):
-        killed = tmp_path / f"killed-after-{kill_after}"
-        # its own group: the temporary API server too
-        proc = kpe_cli(args, killed, shared_data, {"KPE_EXTRACT_BATCH_SIZE": "8"}, start_new_session=True)
+    ref_proc = kpe_cli(args, reference, shared_data, {"KPE_EXTRACT_BATCH_SIZE": "50", "PREFECT_API_URL": prefect_api})
+    killed = tmp_path / "killed"
+    want, done = None, 0
+    for attempt, (batch_size, kill_after) in enumerate(((8, 1), (13, 2))):
+        # its own group: all its processes
+        proc = kpe_cli(args, killed, shared_data, {"KPE_EXTRACT_BATCH_SIZE": str(batch_size),
+                                                   "PREFECT_API_URL": prefect_api}, start_new_session=True)
         seen = []
         deadline = time.monotonic() + 600
         for line in proc.stdout:  # kill -9 right after batch number kill_after committed
             seen.append(line)
-            if f"extracted {8 * kill_after}/" in line:
+            if f"extracted {batch_size * kill_after}/" in line:
                 os.killpg(proc.pid, signal.SIGKILL)  # like a crash of the machine: no process of the run survives
                 break
             assert time.monotonic() < deadline, "".join(seen[-50:])
@@ -144,16 +150,18 @@ def test_killed_runs_resume_to_exactly_the_rows_of_an_uninterrupted_run(samples:
             finish(ref_proc)
             want = rows(reference / "w.duckdb", KEYPHRASE_ROWS)
             total = rows(reference / "w.duckdb", "SELECT count(*) FROM extraction_state")[0][0]
-        done = rows(killed / "w.duckdb", "SELECT count(*) FROM extraction_state")[0][0]
-        assert 8 * kill_after <= done < total  # the killed batch's successor may have committed before the signal
-        assert rows(killed / "w.duckdb", "SELECT status FROM extraction_runs")[0][0] == "running"
-
-        finish(kpe_cli(args, killed, shared_data, {"KPE_EXTRACT_BATCH_SIZE": "13"}))
-        got = rows(killed / "w.duckdb", KEYPHRASE_ROWS)
-        assert len(got) == len(want) > 5 * total
-        mismatched = sorted({g[0] for g, w in zip(got, want) if g[:4] != w[:4]})
-        assert not mismatched, f"documents whose phrases or ranks differ after kill-after-{kill_after}: {mismatched}"
-        assert [r[:4] for r in got] == [r[:4] for r in want]  # doc_id, rank, keyphrase, normalized: exactly
-        assert all(abs(a[4] - b[4]) < 1e-4 for a, b in zip(got, want, strict=True))
+        before, done = done, rows(killed / "w.duckdb", "SELECT count(*) FROM extraction_state")[0][0]
+        # the killed batch's successor may have committed before the signal
+        assert before + batch_size * kill_after <= done < total
         statuses = [r[0] for r in rows(killed / "w.duckdb", "SELECT status FROM extraction_runs ORDER BY started_at")]
-        assert statuses == ["interrupted", "completed"]
+        assert statuses == ["interrupted"] * attempt + ["running"]
+
+    finish(kpe_cli(args, killed, shared_data, {"KPE_EXTRACT_BATCH_SIZE": "13", "PREFECT_API_URL": prefect_api}))
+    got = rows(killed / "w.duckdb", KEYPHRASE_ROWS)
+    assert len(got) == len(want) > 5 * total
+    mismatched = sorted({g[0] for g, w in zip(got, want) if g[:4] != w[:4]})
+    assert not mismatched, f"documents whose phrases or ranks differ after two kills: {mismatched}"
+    assert [r[:4] for r in got] == [r[:4] for r in want]  # doc_id, rank, keyphrase, normalized: exactly
+    assert all(abs(a[4] - b[4]) < 1e-4 for a, b in zip(got, want, strict=True))
+    statuses = [r[0] for r in rows(killed / "w.duckdb", "SELECT status FROM extraction_runs ORDER BY started_at")]
+    assert statuses == ["interrupted", "interrupted", "completed"]

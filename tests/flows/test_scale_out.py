@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
-from support.prefect_server import VENV_BIN, free_port, prefect_env, prefect_server, running
+from support.prefect_server import VENV_BIN, free_port, prefect_env, running
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,32 +23,34 @@ def nightly(env: dict[str, str], inputs: list[str]) -> str:
     return out.stdout + out.stderr
 
 
-def test_dask_task_runner_gives_the_same_rows_as_the_default_runner(shared_data: Path, tmp_path: Path) -> None:
-    inputs = [str(p) for p in sorted((shared_data / "pubmed" / "medline_samples" / "baseline").glob("*.xml.gz"))[:2]]
+def test_dask_task_runner_gives_the_same_rows_as_the_default_runner(shared_data: Path, tmp_path: Path,
+                                                                    prefect_api: str) -> None:
+    from distributed import Client
+
+    inputs = [str(p) for p in sorted((shared_data / "pubmed" / "medline_samples" / "baseline").glob("*.xml.gz"))[:1]]
     home = tmp_path / "prefect-home"
-    home.mkdir()
-    with prefect_server(home, ROOT) as api_url:
-        def env_for(name: str, **extra: str) -> dict[str, str]:
-            root = tmp_path / name
-            return prefect_env(home, api_url, KPE_WAREHOUSE_PATH=str(root / "w.duckdb"),
-                               KPE_LAKE_DIR=str(root / "lake"), KPE_CACHE_DIR=str(root / "cache"),
-                               KPE_MODELS_DIR=str(root / "models"), **extra)
 
-        nightly(env_for("threads"), inputs)
+    def env_for(name: str, **extra: str) -> dict[str, str]:
+        root = tmp_path / name
+        return prefect_env(home, prefect_api, KPE_WAREHOUSE_PATH=str(root / "w.duckdb"),
+                           KPE_LAKE_DIR=str(root / "lake"), KPE_CACHE_DIR=str(root / "cache"),
+                           KPE_MODELS_DIR=str(root / "models"), **extra)
 
-        port = free_port()
-        address = f"tcp://127.0.0.1:{port}"
-        cluster_env = env_for("dask")
-        with running([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                      "--no-dashboard"], cluster_env, ROOT, tmp_path / "scheduler.log"):
-            time.sleep(3)
-            workers = [running([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                "--no-dashboard", "--host", "127.0.0.1"], cluster_env, ROOT,
-                               tmp_path / f"worker{i}.log") for i in range(2)]
-            with workers[0], workers[1]:
-                time.sleep(5)
-                out = nightly(env_for("dask", KPE_TASK_RUNNER="dask", KPE_DASK_ADDRESS=address), inputs)
-            worker_logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    nightly(env_for("threads"), inputs)
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    cluster_env = env_for("dask")
+    with running([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                  "--no-dashboard"], cluster_env, ROOT, tmp_path / "scheduler.log"):
+        workers = [running([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1",
+                            "--no-dashboard", "--host", "127.0.0.1"], cluster_env, ROOT,
+                           tmp_path / f"worker{i}.log") for i in range(2)]
+        with workers[0], workers[1]:
+            with Client(address, timeout=120) as client:  # retries until the scheduler answers
+                client.wait_for_workers(2, timeout=120)
+            out = nightly(env_for("dask", KPE_TASK_RUNNER="dask", KPE_DASK_ADDRESS=address), inputs)
+        worker_logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
 
     # the batches ran on the Dask workers (both of them), not in the flow's process
     batches_run = [log.count("Task run 'extract-batch-") for log in worker_logs]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from support.prefect_home import seeded_home
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -24,9 +26,10 @@ def free_port() -> int:
 
 
 def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for every process of a test: own PREFECT_HOME, no telemetry, offline hub."""
+    """Environment for every process of a test: own PREFECT_HOME (a migrated database in it), no telemetry, offline
+    hub."""
     env = dict(os.environ)
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+    env.update(PREFECT_HOME=str(seeded_home(home)), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1",
                PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
     if api_url:

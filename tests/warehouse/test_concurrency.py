@@ -41,9 +41,10 @@ def _committed_docs(db: Path) -> int:
     return row[0] or 0
 
 
-def test_readers_answer_and_a_second_run_refuses_while_the_nightly_runs(tmp_path: Path, shared_data: Path) -> None:
+def test_readers_answer_and_a_second_run_refuses_while_the_nightly_runs(tmp_path: Path, shared_data: Path,
+                                                                        prefect_api: str) -> None:
     db = tmp_path / "w.duckdb"
-    env = _env(tmp_path, shared_data, KPE_EXTRACT_BATCH_SIZE="8")
+    env = _env(tmp_path, shared_data, KPE_EXTRACT_BATCH_SIZE="8", PREFECT_API_URL=prefect_api)
     samples = shared_data / "pubmed" / "medline_samples"
     log = (tmp_path / "nightly.log").open("w")  # a file, not a pipe: its logs never fill a buffer and block it
     nightly = subprocess.Popen([sys.executable, "-m", "flows.cli", "nightly", "--pubmed", str(samples), "--limit",
