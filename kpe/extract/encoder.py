@@ -67,7 +67,8 @@ ENCODING_VERSION = "e2"
 #: measured (MKL, fp32) on an AVX512-BF16 CPU, one text's vector differed in the last bit when a batch had at most
 #: 11 token rows; on a CPU with AMX below 256 rows in fp32 (MKL, 2.5e-7) and below 512 in bf16 (oneDNN's AMX
 #: kernels, 1e-3: enough to reorder a resumed run's keyphrases). int8 multiplies exactly (``torch._int_mm``): 128.
-#: A filled-up pass costs what a full one does (8 abstracts a batch: 1.8x the time at 512 rows than at 128).
+#: A filled-up pass costs what a full one does: in batches of 8 abstracts, bf16 on AMX, 5.8 docs/s at 512 rows
+#: against 10.0 at 128 (``benchmarks/forward_floor.py``, which checks and prices each floor on its machine).
 MIN_FORWARD_TOKENS = 128
 MIN_FORWARD_TOKENS_AMX = {"bf16": 512, "fp32": 256}
 
