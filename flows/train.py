@@ -108,9 +108,9 @@ def train(
     base = base_model
     mlm_summary = None
     if mlm_steps > 0:
+        mlm_options = {k: v for k, v in (train_options or {}).items() if k != "ranker_folds"}  # a tagger's option
         mlm_config = run_config("mlm", run_dir / "mlm", data, base=base_model, max_steps=mlm_steps, epochs=1,
-                                train_limit=train_limit, seed=seed,
-                                **{"batch_size": batch_size, **(train_options or {})})
+                                train_limit=train_limit, seed=seed, **{"batch_size": batch_size, **mlm_options})
         mlm = train_model_task(mlm_config, keep_checkpoints)
         base = str(mlm.model_dir)
         mlm_summary = {"steps": mlm.steps, "seconds": mlm.seconds, "metrics": mlm.metrics, "model_dir": base}

@@ -309,6 +309,11 @@ def train_command(
         0.0, "--attention-dropout", min=0.0, max=0.99,
         help="Dropout on attention probabilities while training (0: off, a third less time a CPU step; 0.1: BERT's).",
     ),
+    ranker_folds: int = typer.Option(
+        0, "--ranker-folds", min=0, max=10,
+        help="tagger: fit the span ranker on the training split too, tagged out of fold by this many fold taggers "
+             "trained like the run (that many more trainings; 0: the validation slice only).",
+    ),
 ) -> None:
     """Train a candidate model, compare it with production on the gate sets, promote or reject it."""
     from flows.train import train
@@ -320,7 +325,8 @@ def train_command(
             margin=margin, tolerance=tolerance, auto_promote=auto_promote, seed=seed, batch_size=batch_size,
             learning_rate=learning_rate, keep_checkpoints=keep_checkpoints,
             train_options={**({} if precision == "auto" else {"precision": precision}),
-                           **({"attention_dropout": attention_dropout} if attention_dropout else {})} or None,
+                           **({"attention_dropout": attention_dropout} if attention_dropout else {}),
+                           **({"ranker_folds": ranker_folds} if ranker_folds else {})} or None,
         )
     except ValueError as exc:  # bad kind/method pair, unknown training source, no data
         fail(str(exc))

@@ -99,6 +99,11 @@ class TrainConfig(BaseModel):
     tune_hybrid: bool = Field(True, description="tagger: tune the hybrid weight on the validation slice")
     fit_span_ranker: bool = Field(True, description="tagger: fit the ranked method's span ranker on the whole "
                                   "validation slice")
+    ranker_folds: int = Field(
+        0, ge=0, le=10, description="tagger: fit the span ranker on the training split too, each of this many folds "
+        "tagged by a fold tagger trained like this run without it (this many more trainings; 0: validation slice only)")
+    holdout_fold: list[int] | None = Field(
+        None, description="[fold, folds]: train without this fold of the training split (a ranker_folds fold tagger)")
     min_label_docs: int | None = Field(
         None, ge=1, description="classify: MeSH labels = descriptors of at least this many training docs "
         "(default: setting mesh_min_docs)")
@@ -122,6 +127,11 @@ class TrainConfig(BaseModel):
             raise ValueError("mlm needs a corpus: lake_dir and/or train_data")
         if self.kind == "classify" and self.lake_dir is None:
             raise ValueError("classify needs lake_dir (the Parquet lake with MEDLINE documents that carry MeSH)")
+        if self.ranker_folds and (self.ranker_folds < 2 or self.kind != "tagger" or not self.fit_span_ranker):
+            raise ValueError(f"ranker_folds {self.ranker_folds}: 0, or 2 or more for a tagger fitting a span ranker")
+        if self.holdout_fold is not None and (len(self.holdout_fold) != 2
+                                              or not 0 <= self.holdout_fold[0] < self.holdout_fold[1]):
+            raise ValueError(f"holdout_fold {self.holdout_fold}: [fold, folds] with 0 <= fold < folds")
         return self
 
     def model_dir(self) -> Path:

@@ -195,6 +195,14 @@ def split_docs(docs: Sequence[GoldDocument], dev_fraction: float = DEV_FRACTION
     return train, val
 
 
+def fold_of(doc: GoldDocument, folds: int) -> int:
+    """The fold (``0 .. folds - 1``) a training document falls in when the training split is cut into ``folds``
+    (the span ranker's fold taggers, ``TrainConfig.ranker_folds``): a salted hash of its training key, stable
+    across runs and machines, independent of the validation slice."""
+    digest = hashlib.sha256(f"fold:{training_key(doc)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
 def _digest(value: Any) -> str:
     """24 hex digits of sha256 over a JSON-able value (cache keys)."""
     import json
@@ -451,13 +459,17 @@ def train_val_docs(config: Any, capped: bool = True) -> tuple[list[GoldDocument]
     train_docs: list[GoldDocument] = []
     val_docs: list[GoldDocument] = []
     summary: dict[str, Any] = {}
+    holdout = getattr(config, "holdout_fold", None)
     for name, source in sources.items():
         tr, va = split_docs(source, config.val_fraction)
-        train_docs += tr
-        val_docs += va
         summary[name] = {"docs": len(source), "train_docs": len(tr), "val_docs": len(va),
                          "held_out_dev": len(source) - len(tr) - len(va), "empty_text_left_out": source.n_empty,
                          "phrases": sum(len(d.keyphrases) for d in source)}
+        if holdout:  # a fold tagger: one fold of the training split left out
+            tr = [d for d in tr if fold_of(d, holdout[1]) != holdout[0]]
+            summary[name].update(train_docs=len(tr), held_out_fold=f"{holdout[0] + 1} of {holdout[1]}")
+        train_docs += tr
+        val_docs += va
     if not train_docs:
         raise ValueError(f"no training documents in {config.train_data}")
     if capped:

@@ -341,40 +341,68 @@ def build_ranked(model_path: str | None, config: Any = None) -> RankedExtractor:
                            min_score=option(config, "ranked_min_score", None))
 
 
-def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64,
-                     lexicon_docs: Sequence[Any] = ()) -> dict[str, Any]:
-    """Tag ``docs`` (``.text``, ``.keyphrases``, ``.dataset``: a validation slice, never a benchmark's dev set) with
-    the model dir's tagger, fit its span ranker and save it; returns the summary stored beside it. With
-    ``lexicon_docs`` (the training split: never ``docs`` themselves) the ranker gets a phrase lexicon of them."""
+@dataclass(slots=True)
+class OutOfFold:
+    """Training documents tagged by fold taggers that never saw them (``kpe.train.ranker_folds``): more documents
+    for the ranker to learn from, with the probabilities a new document gets."""
+
+    docs: list[Any]
+    candidates: list[SpanCandidates]
+    summary: dict[str, Any]
+
+
+def short_texts(docs: Sequence[Any]) -> list[Any]:
+    """The documents a span ranker learns from: text, and not a full paper (those are ranked as the tagger ranks)."""
+    return [d for d in docs if d.text and d.text.strip() and not is_long_text(d.text)]
+
+
+def tag_candidates(tagger: TaggerExtractor, docs: Sequence[Any], lexicon: PhraseLexicon | None, desc: str,
+                   batch: int = 64) -> list[SpanCandidates]:
+    """Each document's candidates (:func:`span_candidates`) from one pass of ``tagger``, with a progress bar."""
     from tqdm.auto import tqdm
 
+    candidates: list[SpanCandidates] = []
+    with tqdm(total=len(docs), desc=desc, unit="doc", mininterval=2.0) as bar:
+        for at in range(0, len(docs), batch):
+            part = docs[at: at + batch]
+            for doc, tagged in zip(part, tagger.tag([d.text for d in part])):
+                candidates.append(span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling,
+                                                  lexicon=lexicon))
+            bar.update(len(part))
+    return candidates
+
+
+def fit_model_ranker(model_dir: Path | str, docs: Sequence[Any], batch: int = 64,
+                     lexicon_docs: Sequence[Any] = (), out_of_fold: OutOfFold | None = None) -> dict[str, Any]:
+    """Tag ``docs`` (``.text``, ``.keyphrases``, ``.dataset``: a validation slice, never a benchmark's dev set) with
+    the model dir's tagger, fit its span ranker and save it; returns the summary stored beside it. With
+    ``lexicon_docs`` (the training split: never ``docs`` themselves) the ranker gets a phrase lexicon of them; with
+    ``out_of_fold`` it also learns from those training documents, tagged by taggers that never saw them."""
     started = time.perf_counter()
-    short = [d for d in docs if d.text and d.text.strip() and not is_long_text(d.text)]
+    short = short_texts(docs)
     if not short:
         raise ValueError(f"no validation document with text to fit a span ranker on ({len(docs)} given, full papers "
                          "left out)")
     lexicon = build_phrase_lexicon(lexicon_docs) if lexicon_docs else None
     tagger = TaggerExtractor(model_dir)
-    candidates: list[SpanCandidates] = []
-    with tqdm(total=len(short), desc="span ranker: tag the validation slice", unit="doc", mininterval=2.0) as bar:
-        for at in range(0, len(short), batch):
-            part = short[at: at + batch]
-            for doc, tagged in zip(part, tagger.tag([d.text for d in part])):
-                candidates.append(span_candidates(doc.text, tagged.word_spans, tagged.word_probs, tagger.pooling,
-                                                  lexicon=lexicon))
-            bar.update(len(part))
+    candidates = tag_candidates(tagger, short, lexicon, "span ranker: tag the validation slice", batch)
+    fitted_on, per_source = "validation slice of the training data", dict(Counter(d.dataset for d in short))
+    if out_of_fold is not None:
+        short, candidates = [*short, *out_of_fold.docs], [*candidates, *out_of_fold.candidates]
+        fitted_on += f" and its training split, tagged out of fold ({out_of_fold.summary['folds']} fold taggers)"
     labels, n_gold = zip(*(present_gold_labels(c, d.text, d.keyphrases) for c, d in zip(candidates, short)))
     sources = [d.dataset for d in short]
     min_score, f1_by_min_score = choose_min_score(candidates, labels, n_gold, sources)
     model = fit_span_ranker(candidates, labels, sources)
-    per_source = dict(Counter(sources))
-    summary = {"fitted_on": "validation slice of the training data", "docs": per_source,
+    summary = {"fitted_on": fitted_on, "docs": per_source,
                "candidates": int(sum(len(c.phrases) for c in candidates)),
                "gold_candidates": int(sum(int(y.sum()) for y in labels)), "pool": POOL,
                "lexicon": lexicon.summary() if lexicon is not None else None,
+               "out_of_fold": out_of_fold.summary if out_of_fold is not None else None,
                "min_score": min_score, "cross_fitted_f1@M_by_min_score": f1_by_min_score, "params": RANKER_PARAMS,
                "precision": tagger.precision, "seconds": round(time.perf_counter() - started, 1)}
     save_span_ranker(model, model_dir, summary, lexicon)
-    log.info("span ranker fitted on %s validation documents (%d candidates) in %.0f s", per_source,
+    log.info("span ranker fitted on %s validation documents%s (%d candidates) in %.0f s", per_source,
+             f" and {out_of_fold.summary['docs']} out of fold" if out_of_fold is not None else "",
              summary["candidates"], summary["seconds"])
     return summary

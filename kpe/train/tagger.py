@@ -336,17 +336,21 @@ def setup(config: Any, base: str, tokenizer: Any) -> KindSetup:
                                               "kpe_max_length": config.max_length, "kpe_stride": config.stride})
 
     def finish(model_dir: Path) -> dict[str, Any]:
-        from kpe.train.span_ranker import fit_model_ranker
-
         out = {}
         if config.tune_hybrid:  # on the validation slice of the training data, never on a benchmark dev set
             out["hybrid"] = _optional_step("hybrid weight tuning (hybrid uses its default)", tune_hybrid_weight,
                                            model_dir, val_docs)
-        if config.fit_span_ranker:  # on the whole validation slice, a lexicon of the training split
-            out["span_ranker"] = _optional_step("span ranker fit (no ranked method)",
-                                                partial(fit_model_ranker, lexicon_docs=train_docs), model_dir,
+        if config.fit_span_ranker:  # on the whole validation slice (+ the training split out of fold), a lexicon
+            out["span_ranker"] = _optional_step("span ranker fit (no ranked method)", fit_ranker, model_dir,
                                                 all_val_docs)
         return out
+
+    def fit_ranker(model_dir: Path, docs: list[GoldDocument]) -> dict[str, Any]:
+        from kpe.train.ranker_folds import out_of_fold_candidates
+        from kpe.train.span_ranker import fit_model_ranker
+
+        out_of_fold = out_of_fold_candidates(config, train_docs) if config.ranker_folds else None
+        return fit_model_ranker(model_dir, docs, lexicon_docs=train_docs, out_of_fold=out_of_fold)
 
     return KindSetup(load_tagger_model(base), features, DataCollatorForTokenClassification(tokenizer), evaluate,
                      save, is_head=lambda name: name.startswith("classifier"), data_summary=summary,

@@ -244,9 +244,9 @@ def test_compare_measures_a_registered_model_as_the_gate_would_and_changes_nothi
 def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
     prefect_harness, kpe_env, tiny_encoder: Path,
 ) -> None:
-    """A 5-step tagger on 16 Inspec documents against the packaged default (no model promoted yet): the gate
-    sets choose its method, the decision and its numbers are stored and published; the CLI lists,
-    force-promotes and rolls back."""
+    """A 5-step tagger on 16 Inspec documents (its span ranker also fitted on the training split, tagged out of
+    fold by two fold taggers) against the packaged default (no model promoted yet): the gate sets choose its
+    method, the decision and its numbers are stored and published; the CLI lists, force-promotes and rolls back."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -265,7 +265,7 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
         kind="tagger", method=None, base_model=str(tiny_encoder), train_data=["inspec"], max_steps=5, train_limit=16,
         gate_limit=8, batch_size=4,
         train_options={"max_length": 128, "stride": 32, "log_with": "none", "max_val_docs": 4,
-                       "tune_hybrid": False, "num_threads": 2},
+                       "tune_hybrid": False, "num_threads": 2, "ranker_folds": 2},
     )
     version, decision = result["version"], result["decision"]
     assert result["status"] == ("production" if decision["promote"] else "rejected")
@@ -294,6 +294,9 @@ def test_train_flow_trains_gates_records_and_the_cli_promotes_and_rolls_back(
                 row.metrics["gate"]["production"][name]["macro"]["present"]["f1@5"]
             )
         assert row.settings["train_config"]["max_steps"] == 5
+        out_of_fold = row.data["span_ranker"]["out_of_fold"]  # the ranker also learnt from the training split
+        assert out_of_fold["folds"] == 2 and out_of_fold["steps"] == [5, 5]
+        assert out_of_fold["docs"] == {"inspec": row.data["inspec"]["train_docs"]}
         expected = version if result["status"] == "production" else PACKAGED_VERSION
         assert current_extraction_model(production_model(con)).version == expected
     finally:
