@@ -30,7 +30,7 @@ from typing import Any
 
 from kpe.datasets import FAMILIES, SILVER_TRAINING, GoldDocument, load_benchmark, load_jsonl, silver_documents
 from kpe.extract.methods import document_text
-from kpe.splits import DEV_FRACTION, split_of
+from kpe.splits import DEV_FRACTION, split_of, stable_hash
 from kpe.train.alignment import AlignmentStats
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,7 @@ def fold_of(doc: GoldDocument, folds: int) -> int:
     """The fold (``0 .. folds - 1``) a training document falls in when the training split is cut into ``folds``
     (the span ranker's fold taggers, ``TrainConfig.ranker_folds``): a salted hash of its training key, stable
     across runs and machines, independent of the validation slice."""
-    digest = hashlib.sha256(f"fold:{training_key(doc)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % folds
+    return stable_hash(f"fold:{training_key(doc)}") % folds
 
 
 def _digest(value: Any) -> str:
@@ -459,7 +458,7 @@ def train_val_docs(config: Any, capped: bool = True) -> tuple[list[GoldDocument]
     train_docs: list[GoldDocument] = []
     val_docs: list[GoldDocument] = []
     summary: dict[str, Any] = {}
-    holdout = getattr(config, "holdout_fold", None)
+    holdout = config.holdout_fold
     for name, source in sources.items():
         tr, va = split_docs(source, config.val_fraction)
         summary[name] = {"docs": len(source), "train_docs": len(tr), "val_docs": len(va),

@@ -48,12 +48,13 @@ def out_of_fold_candidates(config: Any, train_docs: list[GoldDocument]) -> OutOf
     docs: list[GoldDocument] = []
     candidates = []
     steps = []
+    fold_by_doc = [fold_of(d, folds) for d in train_docs]
     for fold in range(folds):
-        held_out = short_texts([d for d in train_docs if fold_of(d, folds) == fold])
+        held_out = short_texts([d for d, f in zip(train_docs, fold_by_doc) if f == fold])
         log.info("span ranker: fold tagger %d of %d (training without %d documents)", fold + 1, folds, len(held_out))
         run = fold_config(config, fold)
         result = train(run)
-        lexicon = build_phrase_lexicon([d for d in train_docs if fold_of(d, folds) != fold])
+        lexicon = build_phrase_lexicon([d for d, f in zip(train_docs, fold_by_doc) if f != fold])
         candidates += tag_candidates(TaggerExtractor(result.model_dir), held_out, lexicon,
                                      f"span ranker: fold {fold + 1}/{folds} tags its held-out documents")
         docs += held_out
