@@ -23,11 +23,6 @@
     # its continuation); the averaged model is written to --soup-dir
     python benchmarks/train.py ceiling --model data/models/A/model data/models/B/model --soup-dir runs/soup/ab ...
 
-    # a registered tagger's span ranker refitted with its training split tagged out of fold (--ranker-folds K for a
-    # model trained before: K fold taggers trained like its run; the registry is not touched); then
-    # kpe evaluate --model OUT/model
-    python benchmarks/train.py refit-ranker tagger-20261130-2126-fcf048 --folds 3 --out runs/oof3
-
     # the comparison table (macro F1@5 / F1@10 / F1@M over present gold) for every method with a model
     python benchmarks/train.py table --tagger runs/bench/tagger/model --joint runs/bench/joint/model \
         --sets inspec_dev semeval2017_dev pubmed_silver_dev --lake runs/bench/pubmed --json runs/bench/table.json
@@ -391,33 +386,6 @@ def cmd_ceiling(args: argparse.Namespace) -> None:
               + " | ".join(f"{r['by_weight'][w]['f1@5']:.4f}" for w in args.weights) + " |")
 
 
-def cmd_refit_ranker(args: argparse.Namespace) -> None:
-    """A registered tagger's files copied to ``OUT/model`` with a span ranker fitted on its run's validation slice plus
-    its training split tagged out of fold by ``--folds`` fold taggers trained like the run (``kpe train
-    --ranker-folds`` for a model trained before); prints the ranker's summary. The registry is not touched."""
-    import shutil
-
-    from kpe.settings import get_settings
-    from kpe.train.config import TrainConfig
-    from kpe.train.data import train_val_docs
-    from kpe.train.ranker_folds import out_of_fold_candidates
-    from kpe.train.span_ranker import fit_model_ranker
-    from warehouse import models
-    from warehouse.db import connect
-
-    with connect(get_settings().warehouse_path, read_only=True) as con:
-        record = models.get_model(con, args.version)
-    if record is None or record.kind != "tagger":
-        raise SystemExit(f"{args.version}: not a registered tagger (kpe models list)")
-    config = TrainConfig.model_validate({**record.settings["train_config"], "ranker_folds": args.folds,
-                                         "output_dir": str(args.out)})
-    train_docs, val_docs, _ = train_val_docs(config, capped=False)
-    out_of_fold = out_of_fold_candidates(config, train_docs)
-    shutil.copytree(record.path, args.out / "model", dirs_exist_ok=True)
-    summary = fit_model_ranker(args.out / "model", val_docs, lexicon_docs=train_docs, out_of_fold=out_of_fold)
-    print(json.dumps(summary, default=str))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -457,10 +425,6 @@ def main() -> None:
     p_ceiling.add_argument("--lake", type=Path, default=None, help="folder with lake/ and warehouse.duckdb")
     p_ceiling.add_argument("--limit", type=int, default=None)
     p_ceiling.add_argument("--silver-limit", type=int, default=None)
-    p_refit = sub.add_parser("refit-ranker", help="a registered tagger's span ranker with out-of-fold training data")
-    p_refit.add_argument("version", help="a registered tagger (kpe models list)")
-    p_refit.add_argument("--folds", type=int, default=3)
-    p_refit.add_argument("--out", type=Path, required=True, help="its fold runs, then OUT/model")
     p_table = sub.add_parser("table", help="compare methods on dev sets")
     p_table.add_argument("--sets", nargs="+", default=["inspec_dev", "semeval2017_dev"])
     p_table.add_argument("--tagger", default=None)
@@ -484,8 +448,6 @@ def main() -> None:
         cmd_steps(args)
     elif args.cmd == "ceiling":
         cmd_ceiling(args)
-    elif args.cmd == "refit-ranker":
-        cmd_refit_ranker(args)
     else:
         if rest:
             parser.error(f"unknown options: {rest}")

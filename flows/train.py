@@ -150,15 +150,17 @@ def fit_ranker(
     margin: float = DEFAULT_MARGIN,
     tolerance: float = DEFAULT_TOLERANCE,
     auto_promote: bool = True,
+    ranker_folds: int = 0,
 ) -> dict[str, Any]:
     """Give a registered tagger the ``ranked`` method's span ranker (a first one, or a new one in place of its own):
     a new version, the tagger's files plus the ranker fitted on its training run's validation slice with a phrase
-    lexicon of its training split, registered and gated like a trained candidate (every method of the kind
+    lexicon of its training split (``ranker_folds`` K: and on the training split tagged out of fold by K fold
+    taggers trained like its run), registered and gated like a trained candidate (every method of the kind
     measured, the best compared with production).
     Returns ``{"version", "status", "decision", "method", "model_path", "span_ranker"}``."""
     new = new_version("tagger")
     files = str(model_dir(new) / "model")
-    tagger, data = fit_span_ranker_task(version, files)
+    tagger, data = fit_span_ranker_task(version, files, ranker_folds)
     registered = register_ranked_candidate_task(new, files, tagger, data)
     summary = data["span_ranker"]
     candidate_model = ExtractionModel(version=new, method="ranked", model_path=registered["path"])

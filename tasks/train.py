@@ -161,14 +161,18 @@ def register_candidate_task(version: str, result: TrainResult, method: str, base
 
 
 @task(name="fit-span-ranker", cache_policy=NO_CACHE, log_prints=False)
-def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord, dict[str, Any]]:
+def fit_span_ranker_task(version: str, out_dir: str,
+                         ranker_folds: int = 0) -> tuple[models.ModelRecord, dict[str, Any]]:
     """Copy the files of the registered tagger ``version`` to ``out_dir`` and fit the ``ranked`` method's span ranker
     there, on the validation slice of the training data it was trained with (documents deleted since left out),
-    with a phrase lexicon of its training split. Returns the tagger's record and the new version's data record (the
-    tagger's, with ``span_ranker``: the ranker's summary), as written into its model card."""
+    with a phrase lexicon of its training split; with ``ranker_folds`` K also on the training split tagged out of
+    fold by K fold taggers trained like its run (``kpe.train.ranker_folds``, in a folder beside ``out_dir``, removed
+    after). Returns the tagger's record and the new version's data record (the tagger's, with ``span_ranker``: the
+    ranker's summary), as written into its model card."""
     from kpe.train.data import train_val_docs
     from kpe.train.model_card import add_to_model_card
     from kpe.train.phrase_lexicon import LEXICON_FILE
+    from kpe.train.ranker_folds import out_of_fold_candidates
     from kpe.train.span_ranker import RANKER_FILE, RANKER_SUMMARY, fit_model_ranker
 
     with connect(get_settings().warehouse_path, read_only=True) as con:
@@ -183,15 +187,19 @@ def fit_span_ranker_task(version: str, out_dir: str) -> tuple[models.ModelRecord
                          "ranker is fitted on, is unknown")
     if not Path(record.path, "config.json").is_file():
         raise ValueError(f"the files of {version} are missing ({record.path})")
-    config = TrainConfig.model_validate({**record.settings["train_config"],
+    folds = {"ranker_folds": ranker_folds, "fit_span_ranker": True, "output_dir": str(Path(out_dir).parent)}
+    config = TrainConfig.model_validate({**record.settings["train_config"], **(folds if ranker_folds else {}),
                                          "exclude_doc_ids": sorted(deleted_doc_ids())})
     train_docs, val_docs, _ = train_val_docs(config, capped=False)
     shutil.copytree(record.path, out_dir, ignore=shutil.ignore_patterns(RANKER_FILE, RANKER_SUMMARY, LEXICON_FILE))
     logger = get_run_logger()
-    logger.info("fitting a span ranker for %s on %d validation documents", version, len(val_docs))
+    logger.info("fitting a span ranker for %s on %d validation documents%s", version, len(val_docs),
+                f" and {len(train_docs)} training documents tagged by {ranker_folds} fold taggers"
+                if ranker_folds else "")
     try:
         with forward_logs("kpe"):
-            summary = fit_model_ranker(out_dir, val_docs, lexicon_docs=train_docs)
+            out_of_fold = out_of_fold_candidates(config, train_docs) if ranker_folds else None
+            summary = fit_model_ranker(out_dir, val_docs, lexicon_docs=train_docs, out_of_fold=out_of_fold)
     except Exception:  # no half-made version left behind
         shutil.rmtree(Path(out_dir).parent, ignore_errors=True)
         raise

@@ -208,15 +208,20 @@ def fit_ranker_command(
     auto_promote: bool = typer.Option(
         True, "--promote/--no-promote", help="Promote when the gate says yes (--no-promote: only record the decision)."
     ),
+    ranker_folds: int = typer.Option(
+        0, "--ranker-folds", min=0, max=10,
+        help="Fit the ranker on the training split too, tagged out of fold by this many fold taggers trained like "
+             "the tagger's run (that many more trainings; 0: the validation slice only).",
+    ),
 ) -> None:
     """Fit the `ranked` method's span ranker for a tagger (a first one, or a new one in place of its own): a new version
     (its files plus the ranker, fitted on its training run's validation slice with a phrase lexicon of its training
-    split), gated like `kpe train`'s candidates."""
+    split; with --ranker-folds also on its training split tagged out of fold), gated like `kpe train`'s candidates."""
     from flows.train import fit_ranker
 
     try:
         result = fit_ranker(version=version, gate_limit=gate_limit or None, margin=margin, tolerance=tolerance,
-                            auto_promote=auto_promote)
+                            auto_promote=auto_promote, ranker_folds=ranker_folds)
     except ValueError as exc:  # not a tagger, unknown version, files missing
         fail(str(exc))
     _print_gate_outcome(result)

@@ -351,7 +351,8 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
 ) -> None:
     """A tagger registered without a span ranker (as taggers were before): `kpe models fit-ranker` fits one on the
     validation slice of the tagger's own training data, with a lexicon of its training split, into a new version,
-    which the gate measures with every tagger method; the old version's files are left as they were."""
+    which the gate measures with every tagger method; the old version's files are left as they were. With
+    `--ranker-folds 2` the ranker also learns from the training split tagged out of fold."""
     from typer.testing import CliRunner
 
     from flows.cli.models import models_app
@@ -364,7 +365,7 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
     from kpe.train.phrase_lexicon import load_phrase_lexicon
     from kpe.train.span_ranker import RANKER_FILE
     from warehouse.db import connect
-    from warehouse.models import get_model
+    from warehouse.models import get_model, list_models
 
     config = TrainConfig(kind="tagger", base=str(tiny_encoder), train_data=["inspec"], max_docs=120, max_steps=2,
                          output_dir=model_dir("tagger-old"), shared_data_dir=shared_data, max_length=128, stride=32,
@@ -395,3 +396,20 @@ def test_fit_ranker_gives_a_registered_tagger_a_span_ranker_as_a_new_gated_versi
 
     refused = CliRunner().invoke(models_app, ["fit-ranker", not_a_tagger])
     assert refused.exit_code == 1 and "is not a tagger (kind embed)" in refused.output
+
+    # --ranker-folds: the same tagger's ranker also learns from its training split, tagged by fold taggers trained
+    # like its run, which are gone afterwards
+    folded = CliRunner().invoke(models_app, ["fit-ranker", old, "--ranker-folds", "2", "--gate-limit", "8",
+                                             "--no-promote"])
+    assert folded.exit_code == 0, folded.output
+    with connect(get_settings().warehouse_path, read_only=True) as con:
+        third = [m for m in list_models(con) if m.version not in (old, new, not_a_tagger)]
+    assert len(third) == 1 and third[0].settings["span_ranker_for"] == old and third[0].version in folded.output
+    summary = third[0].data["span_ranker"]
+    assert summary["out_of_fold"]["folds"] == 2 and summary["out_of_fold"]["steps"] == [2, 2]
+    assert summary["out_of_fold"]["docs"] == {"inspec": len(training)}  # every training abstract, out of fold
+    assert summary["docs"] == {"inspec": len(validation)} and summary["candidates"] > row.data["span_ranker"][
+        "candidates"]
+    assert sorted(p.name for p in Path(third[0].path).parent.iterdir()) == ["model"]  # no fold runs left
+    refused = CliRunner().invoke(models_app, ["fit-ranker", old, "--ranker-folds", "1"])
+    assert refused.exit_code == 1 and "ranker_folds 1" in refused.output
